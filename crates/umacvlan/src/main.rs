@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(umacvlan::cli::main_entry(std::env::args().skip(1).collect()));
+}

@@ -1,0 +1,203 @@
+//! The control protocol between the daemon and its clients (the CLI is one).
+//!
+//! Transport: a Unix stream socket (default [`DEFAULT_SOCKET`], mode 0600). Each message is one
+//! line of JSON (UTF-8, `\n`-terminated, at most [`MAX_MESSAGE`] bytes). The client sends one
+//! [`Envelope`] per line and reads one [`Response`] line back, in order; a connection may carry
+//! many requests. Every request is applied completely or not at all.
+//!
+//! Versioning: `version` must equal [`PROTOCOL_VERSION`]; anything else is answered with
+//! `EINVAL` and the message "unsupported protocol version". Fields may be added to responses in
+//! the same version; clients ignore fields they do not know.
+
+use serde::{Deserialize, Serialize};
+use umacvlan_core::engine::{MacvlanAttrs, Mode};
+use umacvlan_core::wire::MacAddr;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/umacvlan/umacvlan.sock";
+/// Largest request or response line, in bytes.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// One request line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    /// Must be [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// What to do.
+    pub request: Request,
+}
+
+/// A network namespace named as iproute2 names it: `netns NAME` (a file under
+/// `/var/run/netns`) or `netns PID` (that process's namespace).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetnsRef {
+    /// `/var/run/netns/NAME`.
+    Name(String),
+    /// `/proc/PID/ns/net`.
+    Pid(u32),
+}
+
+/// The requests.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness and version check; answered with [`Response::Hello`].
+    Hello,
+    /// `link add`.
+    LinkAdd(LinkAdd),
+    /// `link set`.
+    LinkSet(LinkSet),
+    /// `link del NAME`.
+    LinkDel {
+        /// The macvlan's name.
+        name: String,
+    },
+    /// `link show [NAME]`: answered with [`Response::Links`].
+    LinkShow {
+        /// One device, or all when `None`.
+        name: Option<String>,
+    },
+}
+
+/// `link add [link] LOWER name NAME [address MAC] [mtu N] [netns NS] type macvlan …`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LinkAdd {
+    /// The lower device's name, in the daemon's namespace.
+    pub lower: String,
+    /// The new macvlan's name.
+    pub name: String,
+    /// `address MAC`.
+    pub address: Option<MacAddr>,
+    /// `mtu N`.
+    pub mtu: Option<u32>,
+    /// `netns NS|PID`: create the TAP straight in that namespace.
+    pub netns: Option<NetnsRef>,
+    /// `up` given on the command line (iproute2 accepts `up` on `link add`).
+    pub up: bool,
+    /// The `type macvlan …` attributes.
+    pub macvlan: MacvlanAttrs,
+}
+
+/// `link set [dev] NAME [up|down] [address MAC] [mtu N] [netns NS] [type macvlan …]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LinkSet {
+    /// The macvlan's name.
+    pub name: String,
+    /// `up` (true) or `down` (false).
+    pub up: Option<bool>,
+    /// `address MAC`.
+    pub address: Option<MacAddr>,
+    /// `mtu N`.
+    pub mtu: Option<u32>,
+    /// `netns NS|PID`.
+    pub netns: Option<NetnsRef>,
+    /// `type macvlan …` attributes, when `type macvlan` was given.
+    pub macvlan: Option<MacvlanAttrs>,
+}
+
+/// Replies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Response {
+    /// The request was applied.
+    Ok,
+    /// Answer to [`Request::Hello`].
+    Hello {
+        /// The daemon's protocol version.
+        version: u32,
+        /// The daemon's package version.
+        daemon: String,
+    },
+    /// Answer to [`Request::LinkShow`].
+    Links {
+        /// The macvlans, in creation order.
+        links: Vec<LinkInfo>,
+    },
+    /// The request was refused; nothing changed.
+    Error {
+        /// Linux errno value.
+        errno: i32,
+        /// The kernel's extack message where it gives one (printed as `Error: <message>.`);
+        /// otherwise absent and clients print `RTNETLINK answers: <strerror(errno)>`.
+        message: Option<String>,
+    },
+}
+
+/// Everything `link show -d -s` prints for one macvlan.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LinkInfo {
+    /// The TAP's ifindex in its namespace.
+    pub ifindex: u32,
+    /// Name.
+    pub ifname: String,
+    /// The lower device's name.
+    pub link: String,
+    /// The lower device's ifindex (in the daemon's namespace).
+    pub link_ifindex: u32,
+    /// Name of the namespace the macvlan lives in, when it is not the daemon's.
+    pub netns: Option<String>,
+    /// iproute2 flag names in iproute2 order, e.g. `["BROADCAST","MULTICAST","UP","LOWER_UP"]`.
+    pub flags: Vec<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// `UP`, `DOWN`, `LOWERLAYERDOWN`, …
+    pub operstate: String,
+    /// The macvlan's MAC.
+    pub address: MacAddr,
+    /// Promiscuity count of the macvlan device.
+    pub promiscuity: u32,
+    /// Allmulti count of the macvlan device.
+    pub allmulti: u32,
+    /// `min_mtu`.
+    pub min_mtu: u32,
+    /// `max_mtu`.
+    pub max_mtu: u32,
+    /// Mode.
+    pub mode: Option<Mode>,
+    /// `nopromisc` flag.
+    pub nopromisc: bool,
+    /// `nodst` flag.
+    pub nodst: bool,
+    /// This device's `bcqueuelen` request.
+    pub bcqueuelen: u32,
+    /// The port's queue length (max of the requests).
+    pub usedbcqueuelen: u32,
+    /// The port's `bclim`, present only when not the default 1 (as the kernel dumps it).
+    pub bclim: Option<i32>,
+    /// Source-mode list length (always present for the kernel; printed in source mode).
+    pub macaddr_count: u32,
+    /// Source-mode list.
+    pub macaddr_data: Vec<MacAddr>,
+    /// Counters.
+    pub stats: Stats64,
+}
+
+/// The kernel's `rtnl_link_stats64` fields that a macvlan fills (others are zero).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Stats64 {
+    /// rx_packets.
+    pub rx_packets: u64,
+    /// rx_bytes.
+    pub rx_bytes: u64,
+    /// rx_errors.
+    pub rx_errors: u64,
+    /// rx_dropped (reported equal to rx_errors, as the kernel does).
+    pub rx_dropped: u64,
+    /// multicast.
+    pub multicast: u64,
+    /// tx_packets.
+    pub tx_packets: u64,
+    /// tx_bytes.
+    pub tx_bytes: u64,
+    /// tx_errors.
+    pub tx_errors: u64,
+    /// tx_dropped.
+    pub tx_dropped: u64,
+}
