@@ -1112,7 +1112,7 @@ fn s9_vlan_tagged_frame_counts_without_one_tag() {
 fn s9_flood_counts_multicast_and_failed_write_counts_error_as_dropped() {
     let (p, ids) = port_with(&[Bridge, Vepa]);
     let (_, all) = rx_all(&p, &frame(MacAddr::BROADCAST, EXT, 60));
-    let mut c = vec![DevCounters::default(); 2];
+    let mut c = [DevCounters::default(); 2];
     c[0].count_delivery(all.iter().find(|d| d.dev == ids[0]).unwrap(), true);
     c[1].count_delivery(all.iter().find(|d| d.dev == ids[1]).unwrap(), false);
     assert_eq!(
