@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod demo;
 pub mod proto;

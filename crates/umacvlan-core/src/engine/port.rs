@@ -57,9 +57,10 @@ pub struct LowerState {
     pub carrier: bool,
     /// Operstate is `IF_OPER_DORMANT`.
     pub dormant: bool,
-    /// `IFF_PROMISC` on the lower (whoever set it).
+    /// The lower's promiscuity count is non-zero (the kernel's internal `IFF_PROMISC`, which
+    /// netlink's flags do not show when a driver or packet socket set it: use the count).
     pub promisc: bool,
-    /// `IFF_ALLMULTI` on the lower.
+    /// The lower's allmulti count is non-zero.
     pub allmulti: bool,
     /// The lower's link-layer multicast list as the system reports it.
     pub mc_list: Vec<MacAddr>,

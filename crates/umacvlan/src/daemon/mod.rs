@@ -1,1 +1,230 @@
-//! TODO-scaffold
+//! The daemon: workers, control socket, lower monitoring, state.
+//!
+//! Threads: one manager thread (this module's loop) owns all state and applies requests and
+//! observed link changes one at a time; one thread per client connection; per port, the data
+//! plane's workers and broadcast worker ([`dataplane`]).
+
+pub mod control;
+pub mod counters;
+pub mod dataplane;
+pub mod manager;
+pub mod state;
+
+use clap::Parser;
+use manager::{Manager, ManagerOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+use umacvlan_io::epoll::{Epoll, Events, Interest};
+use umacvlan_io::netlink::{LinkEvent, LinkMonitor};
+use umacvlan_io::netns::{NetnsHandle, NetnsId};
+
+/// `umacvlan daemon` flags.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "umacvlan daemon",
+    about = "Run the userspace macvlan daemon in the foreground"
+)]
+pub struct DaemonArgs {
+    /// Control socket path.
+    #[arg(long, default_value = crate::proto::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Keep the configuration in this file and restore it at start.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Data-plane workers per lower device (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
+    #[arg(long, default_value = "info")]
+    pub log: String,
+}
+
+/// `umacvlan daemon …`: parses flags and runs until SIGTERM/SIGINT.
+pub fn main(args: Vec<String>) -> i32 {
+    let args = match DaemonArgs::try_parse_from(
+        std::iter::once("umacvlan daemon".to_string()).chain(args),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(io::stderr)
+        .try_init();
+    match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("umacvlan daemon: {e}");
+            1
+        }
+    }
+}
+
+const TOKEN_INBOX: u64 = 0;
+const TOKEN_SIGNAL: u64 = 1;
+const TOKEN_MONITOR: u64 = 2;
+/// How often multicast lists are re-read (the kernel sends no event for them).
+const MC_POLL: Duration = Duration::from_millis(500);
+
+/// Runs the daemon until a termination signal.
+pub fn run(args: &DaemonArgs) -> io::Result<()> {
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut mgr = Manager::new(ManagerOptions { workers })?;
+    let inbox = control::Inbox::new()?;
+
+    let (sig_rx, sig_tx) = UnixStream::pair()?;
+    sig_rx.set_nonblocking(true)?;
+    for s in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::low_level::pipe::register(s, sig_tx.try_clone()?)?;
+    }
+
+    if let Some(p) = &args.state {
+        restore(&mut mgr, p);
+    }
+    let listener = control::bind(&args.socket)?;
+    {
+        let inbox = inbox.clone();
+        std::thread::Builder::new()
+            .name("umv-accept".into())
+            .spawn(move || control::serve(listener, inbox))?;
+    }
+    tracing::info!(socket = %args.socket.display(), workers, "umacvlan daemon ready");
+
+    let epoll = Epoll::new()?;
+    epoll.add(inbox.wake.as_raw_fd(), TOKEN_INBOX, Interest::READABLE)?;
+    epoll.add(sig_rx.as_raw_fd(), TOKEN_SIGNAL, Interest::READABLE)?;
+    // Link monitors: the daemon's namespace (lowers, TAPs left here), then each namespace
+    // holding a TAP.
+    let mut monitors: Vec<(Option<NetnsId>, Option<NetnsHandle>, LinkMonitor)> = Vec::new();
+    let own = LinkMonitor::open()?;
+    epoll.add(own.as_raw_fd(), TOKEN_MONITOR, Interest::READABLE)?;
+    monitors.push((None, None, own));
+    let mut saved = mgr.config();
+    let mut events = Events::with_capacity(16);
+    let mut link_events = Vec::new();
+    loop {
+        epoll.wait(&mut events, Some(MC_POLL)).or_else(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        })?;
+        let ready: Vec<u64> = events.iter().map(|e| e.token).collect();
+        let mut stop = false;
+        for t in &ready {
+            match *t {
+                TOKEN_INBOX => {
+                    for (req, reply) in inbox.take() {
+                        let _ = reply.send(mgr.handle(req));
+                    }
+                }
+                TOKEN_SIGNAL => stop = true,
+                t => {
+                    let i = (t - TOKEN_MONITOR) as usize;
+                    let Some((ns, _, m)) = monitors.get_mut(i) else {
+                        continue;
+                    };
+                    let ns = *ns;
+                    link_events.clear();
+                    let _ = m.recv_events(&mut link_events);
+                    for ev in link_events.drain(..) {
+                        mgr.link_event(ns, ev);
+                    }
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+        if ready.is_empty() {
+            mgr.poll_multicast();
+        }
+        // Watch every namespace that holds a TAP; forget namespaces no longer used.
+        let wanted = mgr.tap_namespaces();
+        let mut changed = false;
+        for ns in wanted.iter() {
+            let id = ns.id().ok();
+            if !monitors.iter().any(|(i, _, _)| *i == id) {
+                if let (Ok(m), Ok(h)) = (LinkMonitor::open_in(Some(ns)), ns.try_clone()) {
+                    monitors.push((id, Some(h), m));
+                    changed = true;
+                    // Catch changes made between creating the TAP and watching its namespace.
+                    mgr.link_event(id, LinkEvent::Overrun);
+                }
+            }
+        }
+        let before = monitors.len();
+        monitors.retain(|(id, _, _)| id.is_none() || wanted.iter().any(|w| w.id().ok() == *id));
+        if changed || before != monitors.len() {
+            for (i, (_, _, m)) in monitors.iter().enumerate() {
+                let _ = epoll.delete(m.as_raw_fd());
+                epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
+            }
+        }
+        if let Some(p) = &args.state {
+            let now = mgr.config();
+            if now != saved {
+                if let Err(e) = state::save(p, &now) {
+                    tracing::error!("cannot write state {}: {e}", p.display());
+                } else {
+                    saved = now;
+                }
+            }
+        }
+    }
+    tracing::info!("terminating: removing macvlans");
+    // Answer whoever is waiting, then take everything down.
+    for (_, reply) in inbox.take() {
+        let _ = reply.send(crate::proto::Response::Error {
+            errno: libc::ESHUTDOWN,
+            message: Some("daemon is shutting down".into()),
+        });
+    }
+    mgr.shutdown();
+    let _ = std::fs::remove_file(&args.socket);
+    Ok(())
+}
+
+/// Replays the state file; a macvlan that cannot be restored is reported and skipped.
+fn restore(mgr: &mut Manager, path: &std::path::Path) {
+    let links = match state::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    for mut a in links {
+        let name = a.name.clone();
+        let mut r = mgr.handle(crate::proto::Request::LinkAdd(a.clone()));
+        if let crate::proto::Response::Error { errno, .. } = &r {
+            if a.netns.is_some() && (*errno == libc::ENOENT || *errno == libc::ESRCH) {
+                tracing::warn!(%name, "its namespace is gone; restoring it in the daemon's");
+                a.netns = None;
+                r = mgr.handle(crate::proto::Request::LinkAdd(a));
+            }
+        }
+        match r {
+            crate::proto::Response::Ok => tracing::info!(%name, "restored"),
+            other => tracing::error!(%name, "could not restore: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! umacvlan-io: every file descriptor umacvlan touches, behind small safe types.
+//!
+//! - [`afpacket`]: [`LowerSocket`], the AF_PACKET socket that drives the lower device, with
+//!   batched receive into a preallocated [`RxBatch`] and the kernel-refcounted memberships
+//!   ([`Membership`], [`MembershipSet`], [`reconcile`]).
+//! - [`tap`]: [`Tap`], one macvlan's upper device, creatable in any network namespace.
+//! - [`netns`]: [`NetnsHandle`], an owned network-namespace fd, and [`NetnsHandle::run_in`].
+//! - [`netlink`]: a small synchronous rtnetlink client ([`RtNetlink`]) and [`LinkMonitor`].
+//! - [`epoll`]: [`Epoll`] and [`EventFd`] for the workers' event loops.
+//! - [`mem`]: the [`LowerIo`]/[`UpperIo`] traits and in-memory implementations for root-less
+//!   tests of daemon logic.
+//!
+//! This is the only crate of the project allowed to use `unsafe`; every block is tiny, sits
+//! behind a safe function and says why it is sound. Most of it lives in the private `sys`
+//! module.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod afpacket;
+pub mod epoll;
+pub mod mem;
+pub mod netlink;
+pub mod netns;
+mod sys;
+pub mod tap;
+
+pub use afpacket::{
+    reconcile, Fanout, FanoutMode, LowerOptions, LowerSocket, Membership, MembershipOps,
+    MembershipSet, PacketStats, PacketType, ReconcileError, RxBatch, RxFrame, VlanTag,
+    DEFAULT_FRAME_CAPACITY, MAX_BATCH,
+};
+pub use epoll::{Epoll, Event, EventFd, Events, Interest};
+pub use mem::{LowerIo, MemLower, MemLowerHandle, MemUpper, MemUpperHandle, UpperIo};
+pub use netlink::{
+    iff, multicast_addresses, parse_dev_mcast, DevMcastEntry, LinkChange, LinkEvent, LinkMonitor,
+    LinkState, NetlinkError, NlResult, OperState, RtNetlink,
+};
+pub use netns::{name_of, NetnsHandle, NetnsId};
+pub use tap::{Tap, TapOptions};
+pub use umacvlan_core::wire::MacAddr;

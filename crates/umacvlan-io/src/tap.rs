@@ -1,0 +1,193 @@
+//! [`Tap`]: one macvlan's upper device, a non-persistent TAP (`IFF_TAP | IFF_NO_PI`).
+//!
+//! The TAP is deleted when its last fd closes. It may be created in any network namespace
+//! ([`Tap::create_in`]) and may later be moved by the user (`ip link set X netns Y`); the fd
+//! keeps working from any thread, and the control methods find the device wherever it is now
+//! (`TUNGETDEVNETNS` + `TUNGETIFF`).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use umacvlan_core::wire::MacAddr;
+
+use crate::netns::NetnsHandle;
+use crate::sys::{self, IfReq, IfreqIoctl, Pod};
+
+/// Options for [`Tap::create`] beyond the name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapOptions {
+    /// `IFF_VNET_HDR`: each frame read or written is preceded by a `virtio_net_hdr`.
+    pub vnet_hdr: bool,
+    /// `IFF_MULTI_QUEUE`: more queues can be attached with [`Tap::attach_queue`].
+    pub multi_queue: bool,
+}
+
+/// A TAP device fd, non-blocking and close-on-exec.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    opts: TapOptions,
+}
+
+impl Tap {
+    /// Creates TAP `name` (empty: the kernel picks `tapN`) in the calling thread's namespace.
+    pub fn create(name: &str, opts: TapOptions) -> io::Result<Tap> {
+        let fd = sys::open_rw_nonblock(Path::new("/dev/net/tun"))?;
+        let mut req = if name.is_empty() {
+            IfReq::zeroed()
+        } else {
+            IfReq::with_name(name)?
+        };
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        if opts.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        if opts.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        req.set_flags(flags as i16);
+        sys::ioctl_ifreq(&fd, IfreqIoctl::TunSetIff, &mut req)?;
+        Ok(Tap { fd, opts })
+    }
+
+    /// Creates TAP `name` in namespace `netns` (`None`: the caller's). Both the open of
+    /// `/dev/net/tun` and `TUNSETIFF` run on a short-lived helper thread inside `netns`: the
+    /// kernel ties the device to the namespace of the thread that *opened* the tun fd.
+    pub fn create_in(netns: Option<&NetnsHandle>, name: &str, opts: TapOptions) -> io::Result<Tap> {
+        NetnsHandle::run_in_opt(netns, || Self::create(name, opts))?
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> TapOptions {
+        self.opts
+    }
+
+    /// The device's current name (follows renames).
+    pub fn name(&self) -> io::Result<String> {
+        let mut req = IfReq::zeroed();
+        sys::ioctl_ifreq(&self.fd, IfreqIoctl::TunGetIff, &mut req)?;
+        Ok(req.name())
+    }
+
+    /// The namespace the device is in now (`TUNGETDEVNETNS`).
+    pub fn netns(&self) -> io::Result<NetnsHandle> {
+        let fd = sys::owned(sys::ioctl_none(&self.fd, libc::TUNGETDEVNETNS)?)?;
+        NetnsHandle::from_fd(fd)
+    }
+
+    /// Runs `f(name)` in the device's current namespace: directly when that is the caller's,
+    /// else on a helper thread.
+    fn in_dev_ns<T: Send>(&self, f: impl FnOnce(&str) -> io::Result<T> + Send) -> io::Result<T> {
+        let name = self.name()?;
+        let ns = self.netns()?;
+        if ns.is_current()? {
+            f(&name)
+        } else {
+            ns.run_in(|| f(&name))?
+        }
+    }
+
+    /// The device's ifindex in its current namespace (it can change when the device moves).
+    pub fn ifindex(&self) -> io::Result<u32> {
+        self.in_dev_ns(|name| {
+            let s = ctl_socket()?;
+            let mut req = IfReq::with_name(name)?;
+            sys::ioctl_ifreq(&s, IfreqIoctl::GetIndex, &mut req)?;
+            Ok(req.int() as u32)
+        })
+    }
+
+    /// The device's MAC address.
+    pub fn mac(&self) -> io::Result<MacAddr> {
+        let mut req = IfReq::zeroed();
+        // The tun fd answers SIOCGIFHWADDR itself, whatever namespace the device is in.
+        sys::ioctl_ifreq(&self.fd, IfreqIoctl::GetHwAddr, &mut req)?;
+        Ok(MacAddr(req.hwaddr()))
+    }
+
+    /// Sets the device's MAC address (allowed while up for TAPs).
+    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+        let mut req = IfReq::zeroed();
+        req.set_hwaddr(mac.0);
+        sys::ioctl_ifreq(&self.fd, IfreqIoctl::SetHwAddr, &mut req)
+    }
+
+    /// Sets the MTU.
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        let mtu = i32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        self.in_dev_ns(|name| {
+            let s = ctl_socket()?;
+            let mut req = IfReq::with_name(name)?;
+            req.set_int(mtu);
+            sys::ioctl_ifreq(&s, IfreqIoctl::SetMtu, &mut req)
+        })
+    }
+
+    /// Sets the device administratively up or down.
+    pub fn set_up(&self, up: bool) -> io::Result<()> {
+        self.in_dev_ns(|name| {
+            let s = ctl_socket()?;
+            let mut req = IfReq::with_name(name)?;
+            sys::ioctl_ifreq(&s, IfreqIoctl::GetFlags, &mut req)?;
+            let f = req.flags();
+            let iff_up = libc::IFF_UP as i16;
+            let nf = if up { f | iff_up } else { f & !iff_up };
+            if nf != f {
+                req.set_flags(nf);
+                sys::ioctl_ifreq(&s, IfreqIoctl::SetFlags, &mut req)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Turns the carrier on or off (`TUNSETCARRIER`); off shows as `NO-CARRIER` and the
+    /// kernel stops transmitting to the TAP, while frames written to it are still received.
+    pub fn set_carrier(&self, on: bool) -> io::Result<()> {
+        sys::tun_set_carrier(&self.fd, on)
+    }
+
+    /// Reads one frame the kernel transmitted on the device (what the upper's user sent).
+    /// `WouldBlock` when none is queued. `buf` should hold the MTU plus headers (64 KiB is
+    /// always enough); a longer frame is cut.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::read(&self.fd, buf)
+    }
+
+    /// Writes one frame, which the device then receives (also without carrier). `EIO` while
+    /// the device is down.
+    pub fn write(&self, frame: &[u8]) -> io::Result<()> {
+        let n = sys::write(&self.fd, frame)?;
+        if n != frame.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short TAP write"));
+        }
+        Ok(())
+    }
+
+    /// Opens one more queue of a multi-queue TAP (created with `multi_queue`), in whatever
+    /// namespace the device is now.
+    pub fn attach_queue(&self) -> io::Result<Tap> {
+        if !self.opts.multi_queue {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let opts = self.opts;
+        self.in_dev_ns(|name| Tap::create(name, opts))
+    }
+}
+
+/// A socket for the `SIOC*IF*` ioctls; they act on the socket's namespace.
+fn ctl_socket() -> io::Result<OwnedFd> {
+    sys::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

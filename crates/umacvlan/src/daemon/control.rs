@@ -1,0 +1,170 @@
+//! The control socket: a Unix stream socket speaking [`crate::proto`] (one JSON line per
+//! request and per response). One thread per connection parses and validates; the manager
+//! thread applies requests one at a time.
+
+use crate::proto::{Envelope, Request, Response, MAX_MESSAGE, PROTOCOL_VERSION};
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use umacvlan_io::epoll::EventFd;
+
+/// Requests waiting for the manager thread, and the eventfd that wakes it.
+pub struct Inbox {
+    queue: Mutex<VecDeque<(Request, mpsc::Sender<Response>)>>,
+    /// Readable while requests wait.
+    pub wake: EventFd,
+}
+
+impl Inbox {
+    /// An empty inbox.
+    pub fn new() -> io::Result<Arc<Inbox>> {
+        Ok(Arc::new(Inbox {
+            queue: Mutex::new(VecDeque::new()),
+            wake: EventFd::new()?,
+        }))
+    }
+
+    /// Queues a request and waits for its response.
+    pub fn call(&self, req: Request) -> Response {
+        let (tx, rx) = mpsc::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((req, tx));
+        let _ = self.wake.notify();
+        rx.recv().unwrap_or(Response::Error {
+            errno: libc::ESHUTDOWN,
+            message: Some("daemon is shutting down".into()),
+        })
+    }
+
+    /// Takes every waiting request.
+    pub fn take(&self) -> Vec<(Request, mpsc::Sender<Response>)> {
+        let _ = self.wake.drain();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+}
+
+/// Binds the control socket: parent directory created, a stale socket replaced, mode 0600.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another daemon running?", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Accepts connections until the listener fails.
+pub fn serve(listener: UnixListener, inbox: Arc<Inbox>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let inbox = inbox.clone();
+                let _ = std::thread::Builder::new()
+                    .name("umv-conn".into())
+                    .spawn(move || connection(stream, &inbox));
+            }
+            Err(e) => tracing::warn!("accept failed: {e}"),
+        }
+    }
+}
+
+fn error(errno: i32, msg: &str) -> Response {
+    Response::Error {
+        errno,
+        message: Some(msg.to_string()),
+    }
+}
+
+/// Decodes one request line; malformed input gets an error response and changes nothing.
+pub fn decode(line: &[u8]) -> Result<Request, Response> {
+    let env: Envelope = serde_json::from_slice(line)
+        .map_err(|e| error(libc::EINVAL, &format!("malformed request: {e}")))?;
+    if env.version != PROTOCOL_VERSION {
+        return Err(error(libc::EINVAL, "unsupported protocol version"));
+    }
+    Ok(env.request)
+}
+
+fn connection(stream: UnixStream, inbox: &Inbox) {
+    // A client that stalls mid-request must not hold a thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = match (&mut reader)
+            .take(MAX_MESSAGE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let resp = if n > MAX_MESSAGE {
+            error(libc::EMSGSIZE, "request too large")
+        } else if line.last() != Some(&b'\n') {
+            // The client went away mid-request.
+            return;
+        } else {
+            match decode(&line) {
+                Ok(req) => inbox.call(req),
+                Err(resp) => resp,
+            }
+        };
+        let mut body = serde_json::to_vec(&resp).unwrap_or_default();
+        body.push(b'\n');
+        if out.write_all(&body).is_err() {
+            return;
+        }
+        if n > MAX_MESSAGE {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_garbage_and_wrong_versions() {
+        assert!(matches!(
+            decode(b"{nope"),
+            Err(Response::Error {
+                errno: libc::EINVAL,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(br#"{"version":9,"request":{"op":"hello"}}"#),
+            Err(Response::Error { .. })
+        ));
+        assert_eq!(
+            decode(br#"{"version":1,"request":{"op":"hello"}}"#).unwrap(),
+            Request::Hello
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! The data plane of one port: worker threads that move frames between the lower device and
+//! the macvlans' TAPs using the engine's decisions, plus the broadcast-queue worker.
+//!
+//! - Workers read the current [`View`] (engine snapshot + the TAPs) lock-free through
+//!   `ArcSwap`; the control thread publishes a new view after every change and wakes them.
+//! - Each worker has its own lower socket (the sockets share a `PACKET_FANOUT_HASH` group, so a
+//!   flow stays on one worker) and reads the TAPs whose id ≡ its index (mod workers).
+//! - Counters are per worker ([`CounterTable`]), summed on read.
+//! - Nothing spins: workers block in epoll, the broadcast worker on a condition variable.
+
+use super::counters::CounterTable;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use umacvlan_core::engine::{
+    BcQueue, BcSource, Defrag, DefragLimits, Defragmenter, DevId, PortSnapshot, RxOutcome,
+    TxOutcome,
+};
+use umacvlan_io::afpacket::RxBatch;
+use umacvlan_io::epoll::{Epoll, EventFd, Events, Interest};
+use umacvlan_io::mem::{LowerIo, UpperIo};
+
+/// What the workers see: the engine snapshot and the TAP of each device (by [`DevId`]).
+#[derive(Clone, Default)]
+pub struct View {
+    /// The engine's snapshot.
+    pub snap: PortSnapshot,
+    /// Upper device of each macvlan, indexed by id.
+    pub uppers: Vec<Option<Arc<dyn UpperIo>>>,
+}
+
+impl View {
+    fn upper(&self, id: DevId) -> Option<&Arc<dyn UpperIo>> {
+        self.uppers.get(id.index()).and_then(|u| u.as_ref())
+    }
+}
+
+type BcItem = (Vec<u8>, Option<BcSource>);
+
+struct Shared {
+    view: ArcSwap<View>,
+    stop: AtomicBool,
+    wakes: Vec<EventFd>,
+    /// One table per worker, then one for the broadcast worker.
+    counters: Vec<CounterTable>,
+    bcq: Mutex<BcQueue<BcItem>>,
+    bc_cv: Condvar,
+}
+
+/// A running data plane.
+pub struct Dataplane {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+const TOKEN_LOWER: u64 = 0;
+const TOKEN_WAKE: u64 = 1;
+const TOKEN_UPPER: u64 = 2;
+/// Frames read from one TAP per wake-up before the worker looks at its other fds.
+const TAP_BUDGET: usize = 64;
+/// Frames per `recvmmsg`.
+const RX_BATCH: usize = 32;
+
+impl Dataplane {
+    /// Starts one worker per lower socket, plus the broadcast worker.
+    pub fn start(lowers: Vec<Arc<dyn LowerIo>>, view: View) -> io::Result<Dataplane> {
+        let n = lowers.len();
+        let shared = Arc::new(Shared {
+            view: ArcSwap::from_pointee(view),
+            stop: AtomicBool::new(false),
+            wakes: (0..n).map(|_| EventFd::new()).collect::<io::Result<_>>()?,
+            counters: (0..=n).map(|_| CounterTable::default()).collect(),
+            bcq: Mutex::new(BcQueue::default()),
+            bc_cv: Condvar::new(),
+        });
+        let mut threads = Vec::new();
+        for (i, lower) in lowers.into_iter().enumerate() {
+            let mut w = Worker::new(i, n, lower, shared.clone())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("umv-worker{i}"))
+                    .spawn(move || w.run())?,
+            );
+        }
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("umv-bcast".into())
+                .spawn(move || bc_worker(s, n))?,
+        );
+        Ok(Dataplane { shared, threads })
+    }
+
+    /// Publishes a new view and wakes the workers so they pick up new or removed TAPs.
+    pub fn publish(&self, view: View) {
+        self.shared.view.store(Arc::new(view));
+        for w in &self.shared.wakes {
+            let _ = w.notify();
+        }
+    }
+
+    /// The view in force.
+    pub fn view(&self) -> Arc<View> {
+        self.shared.view.load_full()
+    }
+
+    /// A device's counters, summed over the workers.
+    pub fn counters(&self, id: DevId) -> umacvlan_core::engine::DevCounters {
+        super::counters::sum(&self.shared.counters, id)
+    }
+
+    /// The port-wide counters.
+    pub fn port_counters(&self) -> umacvlan_core::engine::PortCounters {
+        super::counters::sum_port(&self.shared.counters)
+    }
+
+    /// Zeroes a (new) device's counters.
+    pub fn reset_counters(&self, id: DevId) {
+        for t in &self.shared.counters {
+            t.reset(id);
+        }
+    }
+
+    /// Stops and joins every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for w in &self.shared.wakes {
+            let _ = w.notify();
+        }
+        {
+            let _q = self.shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.bc_cv.notify_all();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    index: usize,
+    workers: usize,
+    lower: Arc<dyn LowerIo>,
+    shared: Arc<Shared>,
+    epoll: Epoll,
+    /// TAPs registered in this worker's epoll, kept alive until unregistered so their fd
+    /// numbers cannot be reused under us.
+    registered: HashMap<DevId, (Arc<dyn UpperIo>, RawFd)>,
+    defrag: Defragmenter,
+    batch: RxBatch,
+    rx: RxOutcome,
+    tx: TxOutcome,
+    buf: Vec<u8>,
+    epoch: Instant,
+}
+
+impl Worker {
+    fn new(
+        index: usize,
+        workers: usize,
+        lower: Arc<dyn LowerIo>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        let epoll = Epoll::new()?;
+        epoll.add(lower.readiness_fd(), TOKEN_LOWER, Interest::READABLE)?;
+        epoll.add(
+            shared.wakes[index].as_raw_fd(),
+            TOKEN_WAKE,
+            Interest::READABLE,
+        )?;
+        let mut w = Worker {
+            index,
+            workers,
+            lower,
+            shared,
+            epoll,
+            registered: HashMap::new(),
+            defrag: Defragmenter::new(DefragLimits::default()),
+            batch: RxBatch::new(RX_BATCH),
+            rx: RxOutcome::default(),
+            tx: TxOutcome::default(),
+            buf: vec![0u8; 65536 + 64],
+            epoch: Instant::now(),
+        };
+        w.sync_uppers();
+        Ok(w)
+    }
+
+    /// Registers the TAPs this worker owns in the current view and drops the others.
+    fn sync_uppers(&mut self) {
+        let view = self.shared.view.load();
+        let mut want: HashMap<DevId, Arc<dyn UpperIo>> = HashMap::new();
+        for (i, u) in view.uppers.iter().enumerate() {
+            if let Some(u) = u {
+                if i % self.workers == self.index {
+                    want.insert(DevId(i as u32), u.clone());
+                }
+            }
+        }
+        let stale: Vec<DevId> = self
+            .registered
+            .iter()
+            .filter(|(id, (u, _))| want.get(id).is_none_or(|w| !Arc::ptr_eq(w, u)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some((_, fd)) = self.registered.remove(&id) {
+                let _ = self.epoll.delete(fd);
+            }
+        }
+        for (id, u) in want {
+            if self.registered.contains_key(&id) {
+                continue;
+            }
+            let fd = u.readiness_fd();
+            if self
+                .epoll
+                .add(fd, TOKEN_UPPER + id.0 as u64, Interest::READABLE)
+                .is_ok()
+            {
+                self.registered.insert(id, (u, fd));
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(64);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            match self.epoll.wait(&mut events, None) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(worker = self.index, "epoll failed: {e}");
+                    return;
+                }
+            }
+            let ready: Vec<u64> = events.iter().map(|e| e.token).collect();
+            for token in ready {
+                match token {
+                    TOKEN_LOWER => self.drain_lower(),
+                    TOKEN_WAKE => {
+                        let _ = self.shared.wakes[self.index].drain();
+                        self.sync_uppers();
+                    }
+                    t => self.drain_upper(DevId((t - TOKEN_UPPER) as u32)),
+                }
+            }
+        }
+    }
+
+    fn drain_lower(&mut self) {
+        loop {
+            let n = match self.lower.recv_batch(&mut self.batch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(worker = self.index, "lower receive failed: {e}");
+                    0
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            let view = self.shared.view.load_full();
+            for i in 0..n {
+                let frame = self.batch.get(i);
+                let shared = &*self.shared;
+                if frame.truncated() {
+                    shared.counters[self.index].malformed();
+                    continue;
+                }
+                // Frames for groups may be IPv4 fragments to reassemble first.
+                let data = frame.data;
+                if data.len() >= 14 && data[0] & 1 != 0 {
+                    let now = self.epoch.elapsed().as_nanos() as u64;
+                    match self.defrag.process(data, now) {
+                        Defrag::Whole => receive(shared, self.index, &view, data, &mut self.rx),
+                        Defrag::Complete(whole) => {
+                            receive(shared, self.index, &view, whole, &mut self.rx)
+                        }
+                        Defrag::Held | Defrag::Dropped => {}
+                    }
+                    let d = self.defrag.take_dropped();
+                    if d > 0 {
+                        shared.counters[self.index].defrag_dropped(d);
+                    }
+                } else {
+                    receive(shared, self.index, &view, data, &mut self.rx);
+                }
+            }
+            if n < self.batch.capacity() {
+                return;
+            }
+        }
+    }
+
+    fn drain_upper(&mut self, id: DevId) {
+        let Some((upper, _)) = self.registered.get(&id) else {
+            return;
+        };
+        let upper = upper.clone();
+        for _ in 0..TAP_BUDGET {
+            let len = match upper.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let view = self.shared.view.load();
+            let frame = &self.buf[..len];
+            view.snap.transmit(id, frame, &mut self.tx);
+            let c = &self.shared.counters[self.index];
+            for d in &self.tx.deliveries {
+                deliver(&view, c, d, frame);
+            }
+            if self.tx.lower_rx_dropped {
+                c.lower_rx_dropped();
+            }
+            if self.tx.tx_bytes > 0 {
+                let ok = if self.tx.to_wire {
+                    self.lower.send(frame).is_ok()
+                } else {
+                    true
+                };
+                c.tx(id, self.tx.tx_bytes, ok || self.tx.tx_always_ok);
+            } else if self.tx.reason == Some(umacvlan_core::engine::TxReason::Malformed) {
+                c.malformed();
+            }
+        }
+    }
+}
+
+/// Writes one delivery (unless refused) and counts it.
+#[inline]
+fn deliver(view: &View, c: &CounterTable, d: &umacvlan_core::engine::Delivery, frame: &[u8]) {
+    let written = !d.refused && view.upper(d.dev).is_some_and(|u| u.write(frame).is_ok());
+    c.delivery(d, written);
+}
+
+/// Runs one frame from the wire through the engine and carries out the outcome.
+fn receive(shared: &Shared, worker: usize, view: &View, frame: &[u8], rx: &mut RxOutcome) {
+    view.snap.receive(frame, rx);
+    let c = &shared.counters[worker];
+    for d in &rx.deliveries {
+        deliver(view, c, d, frame);
+    }
+    if let Some(src) = rx.enqueue {
+        let cap = view.snap.bc_queue_len();
+        let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+        if q.push((frame.to_vec(), src), cap).is_err() {
+            c.lower_rx_dropped();
+        } else {
+            shared.bc_cv.notify_one();
+        }
+    }
+    if rx.reason == Some(umacvlan_core::engine::RxReason::Malformed) {
+        c.malformed();
+    }
+}
+
+/// `macvlan_process_broadcast`: floods queued frames with the view current at processing time.
+fn bc_worker(shared: Arc<Shared>, index: usize) {
+    let mut out = Vec::new();
+    loop {
+        let items = {
+            let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+            while q.is_empty() && !shared.stop.load(Ordering::SeqCst) {
+                q = shared.bc_cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            q.take_all()
+        };
+        let view = shared.view.load_full();
+        let c = &shared.counters[index];
+        for (frame, src) in items {
+            out.clear();
+            view.snap.flood_from_wire(&frame, src, &mut out);
+            for d in &out {
+                deliver(&view, c, d, &frame);
+            }
+        }
+    }
+}

@@ -1,0 +1,980 @@
+//! The control core: owns every port (engine state, data plane, lower memberships) and every
+//! macvlan's TAP, and applies requests and observed changes to all of them.
+//!
+//! One thread owns the [`Manager`]; nothing here is shared, so no locks. Each request is tried
+//! on a copy of the engine port first and committed only when the engine and the system have
+//! both accepted it, so a refused request changes nothing.
+
+use super::dataplane::{Dataplane, View};
+use crate::proto::{
+    LinkAdd, LinkInfo, LinkSet, NetnsRef, Request, Response, Stats64, PROTOCOL_VERSION,
+};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use umacvlan_core::engine::{
+    ControlError, DevCounters, DevId, Device, Errno, LowerMacCause, LowerState, MacChange,
+    MacvlanAttrs, Mode, NewDevice, Port, MIN_MTU,
+};
+use umacvlan_core::wire::MacAddr;
+use umacvlan_io::afpacket::{
+    Fanout, FanoutMode, LowerOptions, LowerSocket, Membership, MembershipSet,
+};
+use umacvlan_io::mem::{LowerIo, UpperIo};
+use umacvlan_io::netlink::{iff, LinkChange, LinkEvent, LinkState, OperState, RtNetlink};
+use umacvlan_io::netns::{NetnsHandle, NetnsId};
+use umacvlan_io::tap::{Tap, TapOptions};
+
+/// Daemon settings the manager needs.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Data-plane workers per port.
+    pub workers: usize,
+}
+
+/// One macvlan's system side.
+struct DevEntry {
+    tap: Arc<Tap>,
+    /// The namespace the TAP lives in; `None`: the daemon's.
+    netns: Option<NetnsHandle>,
+    /// How the namespace was named when the macvlan was placed there (for the state file).
+    netns_ref: Option<NetnsRef>,
+    /// The TAP's ifindex in its namespace.
+    ifindex: u32,
+    /// Creation order across all ports.
+    seq: u64,
+}
+
+/// One lower device with its macvlans.
+struct PortEntry {
+    port: Port,
+    dp: Dataplane,
+    /// Holds the lower's filter memberships; they vanish with it (and with the daemon).
+    members_sock: LowerSocket,
+    members: MembershipSet,
+    devs: BTreeMap<DevId, DevEntry>,
+}
+
+/// A change of one macvlan's TAP, as the system reported it.
+#[derive(Clone, Debug)]
+pub struct TapObserved {
+    /// Up.
+    pub up: bool,
+    /// MTU.
+    pub mtu: u32,
+    /// MAC.
+    pub mac: MacAddr,
+    /// `promiscuity > 0`.
+    pub promisc: bool,
+    /// `allmulti > 0`.
+    pub allmulti: bool,
+}
+
+/// An error for a client: errno and, where the kernel has one, its message.
+#[derive(Debug)]
+pub struct OpError {
+    errno: i32,
+    message: Option<String>,
+}
+
+impl From<ControlError> for OpError {
+    fn from(e: ControlError) -> Self {
+        OpError {
+            errno: e.errno.code(),
+            message: e.extack.map(str::to_string),
+        }
+    }
+}
+
+impl From<io::Error> for OpError {
+    fn from(e: io::Error) -> Self {
+        OpError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: None,
+        }
+    }
+}
+
+impl From<umacvlan_io::netlink::NetlinkError> for OpError {
+    fn from(e: umacvlan_io::netlink::NetlinkError) -> Self {
+        OpError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: e.extack().map(str::to_string),
+        }
+    }
+}
+
+fn errno(e: Errno) -> OpError {
+    ControlError::new(e).into()
+}
+
+type OpResult<T = ()> = Result<T, OpError>;
+
+/// `dev_valid_name`.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// What the engine needs to know about a lower, from rtnetlink.
+pub fn lower_state(l: &LinkState) -> LowerState {
+    LowerState {
+        ifindex: l.ifindex,
+        name: l.name.clone(),
+        mac: l.mac.unwrap_or_default(),
+        mtu: l.mtu,
+        max_mtu: l.max_mtu.unwrap_or(umacvlan_core::engine::MAX_MTU),
+        is_ether: l.link_type == 1 && l.mac.is_some(),
+        is_loopback: l.flags & iff::LOOPBACK != 0,
+        // A bridge/bond/team port's rx handler is taken; so is a lower of kernel macvlans, which
+        // we cannot see from here (the kernel then refuses its own, not ours).
+        rx_handler_busy: l.master.is_some(),
+        up: l.flags & iff::UP != 0,
+        carrier: l.carrier.unwrap_or(l.flags & iff::LOWER_UP != 0),
+        dormant: l.operstate == OperState::Dormant,
+        promisc: l.promiscuity > 0,
+        allmulti: l.allmulti.unwrap_or(0) > 0 || l.flags & iff::ALLMULTI != 0,
+        mc_list: umacvlan_io::netlink::multicast_addresses(l.ifindex).unwrap_or_default(),
+    }
+}
+
+/// The packet-socket memberships that realise the engine's [`umacvlan_core::engine::LowerFilters`].
+fn wanted_members(port: &Port) -> MembershipSet {
+    let f = port.lower_filters();
+    let mut s: MembershipSet = f.unicast.iter().map(|m| Membership::Unicast(*m)).collect();
+    s.extend(f.multicast.iter().map(|m| Membership::Multicast(*m)));
+    if f.promisc > 0 {
+        s.insert(Membership::Promisc);
+    }
+    if f.allmulti > 0 {
+        s.insert(Membership::AllMulti);
+    }
+    s
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// The control core.
+pub struct Manager {
+    rtnl: RtNetlink,
+    ports: BTreeMap<u32, PortEntry>,
+    opts: ManagerOptions,
+    seq: u64,
+    fanout_group: u16,
+}
+
+impl Manager {
+    /// A manager for the calling thread's namespace.
+    pub fn new(opts: ManagerOptions) -> io::Result<Manager> {
+        Ok(Manager {
+            rtnl: RtNetlink::open()?,
+            ports: BTreeMap::new(),
+            opts,
+            seq: 0,
+            fanout_group: (std::process::id() as u16).wrapping_mul(31),
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        let r = match req {
+            Request::Hello => {
+                return Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    daemon: env!("CARGO_PKG_VERSION").to_string(),
+                }
+            }
+            Request::LinkShow { name } => return self.show(name.as_deref()),
+            Request::LinkAdd(a) => self.link_add(&a),
+            Request::LinkSet(s) => self.link_set(&s),
+            Request::LinkDel { name } => self.link_del(&name),
+        };
+        match r {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::Error {
+                errno: e.errno,
+                message: e.message,
+            },
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<(u32, DevId)> {
+        self.ports
+            .iter()
+            .find_map(|(l, p)| p.port.device_by_name(name).map(|d| (*l, d.id)))
+    }
+
+    fn find_by_tap(&self, ns: Option<NetnsId>, ifindex: u32) -> Option<(u32, DevId)> {
+        self.ports.iter().find_map(|(l, p)| {
+            p.devs
+                .iter()
+                .find(|(_, d)| {
+                    d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
+                })
+                .map(|(id, _)| (*l, *id))
+        })
+    }
+
+    fn resolve_netns(r: &NetnsRef) -> OpResult<Option<NetnsHandle>> {
+        let h = match r {
+            NetnsRef::Name(n) if n.contains('/') => NetnsHandle::from_path(n),
+            NetnsRef::Name(n) => NetnsHandle::from_name(n),
+            NetnsRef::Pid(p) => NetnsHandle::from_pid(*p),
+        }
+        .map_err(|e| OpError {
+            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+            message: Some(format!("Invalid \"netns\" value \"{}\"", netns_text(r))),
+        })?;
+        // The daemon's own namespace is kept as `None`.
+        Ok(if h.is_current().unwrap_or(false) {
+            None
+        } else {
+            Some(h)
+        })
+    }
+
+    fn name_exists(&self, ns: Option<&NetnsHandle>, name: &str) -> OpResult<bool> {
+        if self.find(name).is_some() {
+            return Ok(true);
+        }
+        let mut rtnl = RtNetlink::open_in(ns)?;
+        match rtnl.get_link_by_name(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Finds the real lower for `name`: a umacvlan macvlan or a kernel macvlan stands for its
+    /// own lower, as the kernel does when macvlans are stacked.
+    fn resolve_lower(&mut self, name: &str) -> OpResult<LinkState> {
+        if let Some((lower, _)) = self.find(name) {
+            return Ok(self.rtnl.get_link_by_index(lower)?);
+        }
+        let l = self
+            .rtnl
+            .get_link_by_name(name)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENODEV) => errno(Errno::ENODEV),
+                _ => e.into(),
+            })?;
+        if l.kind.as_deref() == Some("macvlan") && l.netnsid.is_none() {
+            if let Some(link) = l.link {
+                return Ok(self.rtnl.get_link_by_index(link)?);
+            }
+        }
+        Ok(l)
+    }
+
+    fn link_add(&mut self, a: &LinkAdd) -> OpResult {
+        let name = if a.name.is_empty() {
+            self.free_name()?
+        } else {
+            a.name.clone()
+        };
+        if !valid_ifname(&name) {
+            return Err(errno(Errno::EINVAL));
+        }
+        let lower = self.resolve_lower(&a.lower)?;
+        let ns = match &a.netns {
+            Some(r) => Self::resolve_netns(r)?,
+            None => None,
+        };
+        if self.name_exists(ns.as_ref(), &name)? {
+            return Err(errno(Errno::EEXIST));
+        }
+        let mut port = match self.ports.get(&lower.ifindex) {
+            Some(p) => p.port.clone(),
+            None => Port::create(lower_state(&lower))?,
+        };
+        let req = NewDevice {
+            name: name.clone(),
+            mac: a.address,
+            mtu: a.mtu,
+            attrs: a.macvlan.clone(),
+        };
+        let id = port.add_device(&req, random_u64())?;
+        if a.up {
+            port.open(id)?;
+        }
+        let dev = port.device(id).cloned().expect("just added");
+        let tap = create_tap(ns.as_ref(), &dev, port.carrier())?;
+        let ifindex = tap.ifindex()?;
+        self.seq += 1;
+        let entry = DevEntry {
+            tap: Arc::new(tap),
+            netns: ns,
+            netns_ref: a.netns.clone(),
+            ifindex,
+            seq: self.seq,
+        };
+        let lower_ifindex = lower.ifindex;
+        if !self.ports.contains_key(&lower_ifindex) {
+            let pe = self.start_port(lower_ifindex, port.clone())?;
+            self.ports.insert(lower_ifindex, pe);
+        }
+        let pe = self.ports.get_mut(&lower_ifindex).expect("present");
+        pe.dp.reset_counters(id);
+        pe.devs.insert(id, entry);
+        pe.port = port;
+        self.commit(lower_ifindex);
+        tracing::info!(%name, lower = %lower.name, mode = %dev.mode, mac = %dev.mac, "macvlan added");
+        Ok(())
+    }
+
+    /// `macvlan%d`, the kernel's pick for a nameless macvlan.
+    fn free_name(&self) -> OpResult<String> {
+        for i in 0..10_000 {
+            let n = format!("macvlan{i}");
+            if !self.name_exists(None, &n)? {
+                return Ok(n);
+            }
+        }
+        Err(errno(Errno::EEXIST))
+    }
+
+    fn start_port(&mut self, lower: u32, port: Port) -> OpResult<PortEntry> {
+        self.fanout_group = self.fanout_group.wrapping_add(1);
+        let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
+        for _ in 0..self.opts.workers.max(1) {
+            let opts = LowerOptions {
+                fanout: (self.opts.workers > 1).then_some(Fanout {
+                    group: self.fanout_group,
+                    mode: FanoutMode::Hash,
+                    rollover: false,
+                }),
+                rcvbuf: Some(4 << 20),
+                sndbuf: Some(4 << 20),
+                ..LowerOptions::default()
+            };
+            lowers.push(Arc::new(LowerSocket::open(lower, &opts)?));
+        }
+        let members_sock = LowerSocket::open(
+            lower,
+            &LowerOptions {
+                rcvbuf: Some(4096),
+                ..LowerOptions::default()
+            },
+        )?;
+        let view = View {
+            snap: port.snapshot(),
+            uppers: Vec::new(),
+        };
+        Ok(PortEntry {
+            port,
+            dp: Dataplane::start(lowers, view)?,
+            members_sock,
+            members: MembershipSet::new(),
+            devs: BTreeMap::new(),
+        })
+    }
+
+    /// Publishes the port's new state to the data plane and the lower's filter.
+    fn commit(&mut self, lower: u32) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return;
+        };
+        let snap = pe.port.snapshot();
+        let mut uppers: Vec<Option<Arc<dyn UpperIo>>> = vec![None; snap.id_bound()];
+        for (id, d) in &pe.devs {
+            uppers[id.index()] = Some(d.tap.clone());
+        }
+        pe.dp.publish(View { snap, uppers });
+        let wanted = wanted_members(&pe.port);
+        if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
+        {
+            tracing::warn!("lower filter update failed: {e}");
+        }
+        // Our memberships change the lower's promiscuity and allmulti counts, which widen the
+        // port filters: read them back.
+        if let Ok(l) = self.rtnl.get_link_by_index(lower) {
+            let s = lower_state(&l);
+            if (s.promisc, s.allmulti, &s.mc_list)
+                != (
+                    pe.port.lower().promisc,
+                    pe.port.lower().allmulti,
+                    &pe.port.lower().mc_list,
+                )
+            {
+                pe.port.lower_rx_flags_changed(s.promisc, s.allmulti);
+                pe.port.lower_mc_list_changed(s.mc_list);
+                let snap = pe.port.snapshot();
+                let uppers = pe.dp.view().uppers.clone();
+                pe.dp.publish(View { snap, uppers });
+            }
+        }
+    }
+
+    fn link_set(&mut self, s: &LinkSet) -> OpResult {
+        let (lower, id) = self.find(&s.name).ok_or(errno(Errno::ENODEV))?;
+        let new_ns = match &s.netns {
+            Some(r) => Some(Self::resolve_netns(r)?),
+            None => None,
+        };
+        if let Some(ns) = &new_ns {
+            if self.name_exists_elsewhere(ns.as_ref(), &s.name, (lower, id))? {
+                return Err(errno(Errno::EEXIST));
+            }
+        }
+        let pe = self.ports.get(&lower).expect("found");
+        let mut port = pe.port.clone();
+        let before = port.device(id).cloned().expect("found");
+        // The kernel's order: changelink, then (do_setlink) netns, address, MTU, flags.
+        if let Some(attrs) = &s.macvlan {
+            port.change(id, attrs)?;
+        }
+        let mut lower_mac = None;
+        if let Some(mac) = s.address {
+            match port.set_mac(id, mac)? {
+                MacChange::LowerMustChange(m) => lower_mac = Some(m),
+                MacChange::Changed | MacChange::Unchanged => {}
+            }
+        }
+        if let Some(mtu) = s.mtu {
+            port.set_mtu(id, mtu)?;
+        }
+        if let Some(up) = s.up {
+            port.set_up(id, up)?;
+        }
+        // The engine accepts; now the system.
+        if let Some(m) = lower_mac {
+            self.rtnl.set_link(
+                lower,
+                &LinkChange {
+                    mac: Some(m),
+                    ..Default::default()
+                },
+            )?;
+            port.lower_mac_changed(m, LowerMacCause::Passthru);
+        }
+        let pe = self.ports.get_mut(&lower).expect("found");
+        let entry = pe.devs.get_mut(&id).expect("has a TAP");
+        if let Some(ns) = new_ns {
+            let same = match (&entry.netns, &ns) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same_as(b).unwrap_or(false),
+                _ => false,
+            };
+            if !same {
+                let target = match &ns {
+                    Some(h) => h.try_clone()?,
+                    None => NetnsHandle::current()?,
+                };
+                let mut rtnl = RtNetlink::open_in(entry.netns.as_ref())?;
+                rtnl.set_link(
+                    entry.ifindex,
+                    &LinkChange {
+                        netns: Some(&target),
+                        ..Default::default()
+                    },
+                )?;
+                entry.netns = ns;
+                entry.netns_ref = s.netns.clone().filter(|_| entry.netns.is_some());
+                entry.ifindex = entry.tap.ifindex()?;
+            }
+        }
+        let after = port.device(id).cloned().expect("found");
+        sync_tap(&entry.tap, Some(&before), &after)?;
+        pe.port = port;
+        self.commit(lower);
+        Ok(())
+    }
+
+    fn name_exists_elsewhere(
+        &self,
+        ns: Option<&NetnsHandle>,
+        name: &str,
+        me: (u32, DevId),
+    ) -> OpResult<bool> {
+        let mut rtnl = RtNetlink::open_in(ns)?;
+        match rtnl.get_link_by_name(name) {
+            Ok(l) => Ok(self.find_by_tap(ns.and_then(|n| n.id().ok()), l.ifindex) != Some(me)),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn link_del(&mut self, name: &str) -> OpResult {
+        let (lower, id) = self.find(name).ok_or(errno(Errno::ENODEV))?;
+        self.remove(lower, id);
+        Ok(())
+    }
+
+    /// Removes a macvlan (and its port with the last one).
+    fn remove(&mut self, lower: u32, id: DevId) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return;
+        };
+        let Ok(removed) = pe.port.remove_device(id) else {
+            return;
+        };
+        pe.devs.remove(&id);
+        tracing::info!(name = %removed.device.name, "macvlan removed");
+        if removed.port_empty {
+            let pe = self.ports.remove(&lower).expect("present");
+            pe.dp.stop();
+            if let Some(mac) = removed.restore_lower_mac {
+                let _ = self.rtnl.set_link(
+                    lower,
+                    &LinkChange {
+                        mac: Some(mac),
+                        ..Default::default()
+                    },
+                );
+            }
+        } else {
+            self.commit(lower);
+        }
+    }
+
+    fn show(&self, name: Option<&str>) -> Response {
+        let mut all: Vec<(u64, LinkInfo)> = Vec::new();
+        for pe in self.ports.values() {
+            for d in pe.port.devices() {
+                if name.is_some_and(|n| n != d.name) {
+                    continue;
+                }
+                let Some(e) = pe.devs.get(&d.id) else {
+                    continue;
+                };
+                all.push((e.seq, link_info(&pe.port, d, e, pe.dp.counters(d.id))));
+            }
+        }
+        if name.is_some() && all.is_empty() {
+            return Response::Error {
+                errno: Errno::ENODEV.code(),
+                message: None,
+            };
+        }
+        all.sort_by_key(|(s, _)| *s);
+        Response::Links {
+            links: all.into_iter().map(|(_, l)| l).collect(),
+        }
+    }
+
+    // ----- following the system -------------------------------------------------------------
+
+    /// The namespaces our TAPs live in (other than the daemon's), to watch.
+    pub fn tap_namespaces(&self) -> Vec<NetnsHandle> {
+        let mut out: Vec<NetnsHandle> = Vec::new();
+        for pe in self.ports.values() {
+            for d in pe.devs.values() {
+                if let Some(ns) = &d.netns {
+                    if !out.iter().any(|o| o.same_as(ns).unwrap_or(false)) {
+                        if let Ok(c) = ns.try_clone() {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A link event from namespace `ns` (`None`: the daemon's).
+    pub fn link_event(&mut self, ns: Option<NetnsId>, ev: LinkEvent) {
+        match ev {
+            LinkEvent::New(ls) => {
+                if ns.is_none() && self.ports.contains_key(&ls.ifindex) {
+                    self.lower_changed(&ls);
+                }
+                if let Some((lower, id)) = self.find_by_tap(ns, ls.ifindex) {
+                    let obs = TapObserved {
+                        up: ls.flags & iff::UP != 0,
+                        mtu: ls.mtu,
+                        mac: ls.mac.unwrap_or_default(),
+                        promisc: ls.promiscuity > 0,
+                        allmulti: ls.allmulti.unwrap_or(0) > 0 || ls.flags & iff::ALLMULTI != 0,
+                    };
+                    self.tap_changed(lower, id, &obs);
+                }
+            }
+            LinkEvent::Del { ifindex, .. } => {
+                if ns.is_none() && self.ports.contains_key(&ifindex) {
+                    self.lower_gone(ifindex);
+                }
+                if let Some((lower, id)) = self.find_by_tap(ns, ifindex) {
+                    self.tap_gone(lower, id);
+                }
+            }
+            LinkEvent::Overrun => self.resync(),
+        }
+    }
+
+    /// Re-reads every lower and TAP (after lost events).
+    pub fn resync(&mut self) {
+        let lowers: Vec<u32> = self.ports.keys().copied().collect();
+        for l in lowers {
+            match self.rtnl.get_link_by_index(l) {
+                Ok(ls) => self.lower_changed(&ls),
+                Err(_) => self.lower_gone(l),
+            }
+        }
+        let devs: Vec<(u32, DevId)> = self
+            .ports
+            .iter()
+            .flat_map(|(l, p)| p.devs.keys().map(move |id| (*l, *id)))
+            .collect();
+        for (l, id) in devs {
+            let Some(e) = self.ports.get(&l).and_then(|p| p.devs.get(&id)) else {
+                continue;
+            };
+            let state = RtNetlink::open_in(e.netns.as_ref())
+                .and_then(|mut r| r.get_link_by_index(e.ifindex).map_err(Into::into));
+            match state {
+                Ok(ls) => {
+                    let obs = TapObserved {
+                        up: ls.flags & iff::UP != 0,
+                        mtu: ls.mtu,
+                        mac: ls.mac.unwrap_or_default(),
+                        promisc: ls.promiscuity > 0,
+                        allmulti: ls.allmulti.unwrap_or(0) > 0 || ls.flags & iff::ALLMULTI != 0,
+                    };
+                    self.tap_changed(l, id, &obs);
+                }
+                Err(_) => self.tap_gone(l, id),
+            }
+        }
+    }
+
+    fn lower_changed(&mut self, ls: &LinkState) {
+        let Some(pe) = self.ports.get_mut(&ls.ifindex) else {
+            return;
+        };
+        let s = lower_state(ls);
+        let old = pe.port.lower().clone();
+        let before: Vec<Device> = pe.port.devices().to_vec();
+        pe.port.lower_link_changed(s.up, s.carrier, s.dormant);
+        if s.mtu != old.mtu {
+            pe.port.lower_mtu_changed(s.mtu);
+        }
+        if s.mac != old.mac {
+            pe.port.lower_mac_changed(s.mac, LowerMacCause::External);
+        }
+        if s.name != old.name {
+            pe.port.lower_renamed(&s.name);
+        }
+        pe.port.lower_rx_flags_changed(s.promisc, s.allmulti);
+        pe.port.lower_mc_list_changed(s.mc_list);
+        if old.carrier != s.carrier {
+            for d in pe.devs.values() {
+                let _ = d.tap.set_carrier(s.carrier);
+            }
+        }
+        for b in &before {
+            let (Some(a), Some(e)) = (pe.port.device(b.id), pe.devs.get(&b.id)) else {
+                continue;
+            };
+            if let Err(err) = sync_tap(&e.tap, Some(b), a) {
+                tracing::warn!(name = %a.name, "could not update the TAP: {err}");
+            }
+        }
+        let lower = ls.ifindex;
+        self.commit(lower);
+    }
+
+    fn lower_gone(&mut self, lower: u32) {
+        // NETDEV_UNREGISTER: every macvlan on it goes.
+        if let Some(pe) = self.ports.remove(&lower) {
+            tracing::info!(lower = %pe.port.lower().name, "lower device gone; removing its macvlans");
+            pe.dp.stop();
+        }
+    }
+
+    fn tap_gone(&mut self, lower: u32, id: DevId) {
+        let Some(e) = self.ports.get_mut(&lower).and_then(|p| p.devs.get_mut(&id)) else {
+            return;
+        };
+        // Moved by the user (`ip link set NAME netns X`), or deleted (`ip link del NAME`)?
+        match e.tap.netns() {
+            Ok(ns)
+                if e.netns
+                    .as_ref()
+                    .is_none_or(|o| !o.same_as(&ns).unwrap_or(false))
+                    && e.tap.ifindex().is_ok() =>
+            {
+                e.ifindex = e.tap.ifindex().unwrap_or(e.ifindex);
+                e.netns = if ns.is_current().unwrap_or(false) {
+                    None
+                } else {
+                    Some(ns)
+                };
+                e.netns_ref = e
+                    .netns
+                    .as_ref()
+                    .and_then(|n| n.name().ok().flatten())
+                    .map(NetnsRef::Name);
+                tracing::info!(ifindex = e.ifindex, "macvlan moved to another namespace");
+            }
+            _ => self.remove(lower, id),
+        }
+    }
+
+    /// The user changed the TAP with plain iproute2: apply it as the kernel macvlan would, or
+    /// put the TAP back when the kernel would have refused.
+    fn tap_changed(&mut self, lower: u32, id: DevId, obs: &TapObserved) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return;
+        };
+        let Some(before) = pe.port.device(id).cloned() else {
+            return;
+        };
+        let mut port = pe.port.clone();
+        let mut lower_mac = None;
+        if obs.mac != before.mac && obs.mac.is_valid_unicast() {
+            match port.set_mac(id, obs.mac) {
+                Ok(MacChange::LowerMustChange(m)) => lower_mac = Some(m),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(name = %before.name, "address {} refused: {e}", obs.mac),
+            }
+        }
+        if obs.mtu != before.mtu && obs.mtu >= MIN_MTU {
+            if let Err(e) = port.set_mtu(id, obs.mtu) {
+                tracing::warn!(name = %before.name, "mtu {} refused: {e}", obs.mtu);
+            }
+        }
+        if obs.up != before.up {
+            if let Err(e) = port.set_up(id, obs.up) {
+                tracing::warn!(name = %before.name, "up refused: {e}");
+            }
+        }
+        if (obs.promisc, obs.allmulti) != (before.promisc, before.allmulti) {
+            let _ = port.set_rx_flags(id, obs.promisc, obs.allmulti);
+        }
+        if let Some(m) = lower_mac {
+            let r = self.rtnl.set_link(
+                lower,
+                &LinkChange {
+                    mac: Some(m),
+                    ..Default::default()
+                },
+            );
+            match r {
+                Ok(()) => port.lower_mac_changed(m, LowerMacCause::Passthru),
+                Err(e) => tracing::warn!("passthru address change refused by the lower: {e}"),
+            }
+        }
+        let pe = self.ports.get_mut(&lower).expect("present");
+        let after = port.device(id).cloned().expect("present");
+        pe.port = port;
+        if after != before {
+            tracing::debug!(name = %after.name, "followed a change made to the TAP");
+        }
+        // Whatever was refused is put back on the TAP.
+        let mut observed = after.clone();
+        observed.mac = obs.mac;
+        observed.mtu = obs.mtu;
+        observed.up = obs.up;
+        if let Some(e) = pe.devs.get(&id) {
+            if let Err(err) = sync_tap(&e.tap, Some(&observed), &after) {
+                tracing::warn!(name = %after.name, "could not restore the TAP: {err}");
+            }
+        }
+        if after != before {
+            self.commit(lower);
+        }
+    }
+
+    /// Re-reads the multicast lists of the TAPs and lowers (there is no event for them).
+    pub fn poll_multicast(&mut self) {
+        let lowers: Vec<u32> = self.ports.keys().copied().collect();
+        for lower in lowers {
+            let pe = self.ports.get_mut(&lower).expect("present");
+            let mut changed = false;
+            let ids: Vec<DevId> = pe.devs.keys().copied().collect();
+            for id in ids {
+                let e = &pe.devs[&id];
+                if !pe.port.device(id).is_some_and(|d| d.up) {
+                    continue;
+                }
+                let ifindex = e.ifindex;
+                let groups = NetnsHandle::run_in_opt(e.netns.as_ref(), move || {
+                    umacvlan_io::netlink::multicast_addresses(ifindex)
+                });
+                if let Ok(Ok(g)) = groups {
+                    let mut g = g;
+                    g.sort_unstable();
+                    g.dedup();
+                    if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
+                        let _ = pe.port.set_mc_list(id, g);
+                        changed = true;
+                    }
+                }
+            }
+            let lower_mc = umacvlan_io::netlink::multicast_addresses(lower).unwrap_or_default();
+            let mut sorted = lower_mc.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted != pe.port.lower().mc_list {
+                pe.port.lower_mc_list_changed(sorted);
+                changed = true;
+            }
+            if changed {
+                self.commit(lower);
+            }
+        }
+    }
+
+    /// Every macvlan, as the state file records them, in creation order.
+    pub fn config(&self) -> Vec<LinkAdd> {
+        let mut all: Vec<(u64, LinkAdd)> = Vec::new();
+        for pe in self.ports.values() {
+            for d in pe.port.devices() {
+                let Some(e) = pe.devs.get(&d.id) else {
+                    continue;
+                };
+                let sources = d.sources();
+                all.push((
+                    e.seq,
+                    LinkAdd {
+                        lower: pe.port.lower().name.clone(),
+                        name: d.name.clone(),
+                        address: (d.mode != Mode::Passthru).then_some(d.mac),
+                        mtu: Some(d.mtu),
+                        netns: e.netns_ref.clone(),
+                        up: d.up,
+                        macvlan: MacvlanAttrs {
+                            mode: Some(d.mode.bits()),
+                            flags: Some(d.flags),
+                            macaddr: (d.mode == Mode::Source && !sources.is_empty())
+                                .then_some(umacvlan_core::engine::MacAddrOp::Set(sources)),
+                            bcqueuelen: Some(d.bc_queue_len_req),
+                            bclim: (pe.port.bc_cutoff()
+                                != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
+                                .then_some(pe.port.bc_cutoff()),
+                            macaddr_count: None,
+                        },
+                    },
+                ));
+            }
+        }
+        all.sort_by_key(|(s, _)| *s);
+        all.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Removes every macvlan (daemon shutdown): TAPs go, memberships go, passthru MACs return.
+    pub fn shutdown(&mut self) {
+        let all: Vec<(u32, DevId)> = self
+            .ports
+            .iter()
+            .flat_map(|(l, p)| p.devs.keys().map(move |id| (*l, *id)))
+            .collect();
+        for (l, id) in all {
+            self.remove(l, id);
+        }
+    }
+}
+
+fn netns_text(r: &NetnsRef) -> String {
+    match r {
+        NetnsRef::Name(n) => n.clone(),
+        NetnsRef::Pid(p) => p.to_string(),
+    }
+}
+
+/// Creates a macvlan's TAP with its MAC, MTU, carrier and admin state.
+fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult<Tap> {
+    let tap = Tap::create_in(ns, &dev.name, TapOptions::default())?;
+    tap.set_mac(dev.mac)?;
+    tap.set_mtu(dev.mtu)?;
+    tap.set_carrier(carrier)?;
+    if dev.up {
+        tap.set_up(true)?;
+    }
+    Ok(tap)
+}
+
+/// Makes the TAP show what the engine says the macvlan is.
+fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()> {
+    let b = before.cloned();
+    if b.as_ref().is_none_or(|b| b.mac != after.mac) {
+        tap.set_mac(after.mac)?;
+    }
+    if b.as_ref().is_none_or(|b| b.mtu != after.mtu) {
+        tap.set_mtu(after.mtu)?;
+    }
+    if b.as_ref().is_none_or(|b| b.up != after.up) {
+        tap.set_up(after.up)?;
+    }
+    Ok(())
+}
+
+fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo {
+    let lower = port.lower();
+    let carrier = port.carrier();
+    let mut flags = Vec::new();
+    if d.up && !carrier {
+        flags.push("NO-CARRIER");
+    }
+    flags.extend(["BROADCAST", "MULTICAST"]);
+    if d.allmulti {
+        flags.push("ALLMULTI");
+    }
+    if d.promisc {
+        flags.push("PROMISC");
+    }
+    if d.up {
+        flags.push("UP");
+        if carrier {
+            flags.push("LOWER_UP");
+        }
+    }
+    if !lower.up {
+        flags.push("M-DOWN");
+    }
+    LinkInfo {
+        ifindex: e.ifindex,
+        ifname: d.name.clone(),
+        link: lower.name.clone(),
+        link_ifindex: lower.ifindex,
+        netns: e
+            .netns
+            .as_ref()
+            .map(|n| n.name().ok().flatten().unwrap_or_else(|| "?".into())),
+        flags: flags.into_iter().map(String::from).collect(),
+        mtu: d.mtu,
+        operstate: port.operstate(d.id).to_string(),
+        address: d.mac,
+        promiscuity: d.promisc as u32,
+        allmulti: d.allmulti as u32,
+        min_mtu: MIN_MTU,
+        max_mtu: d.max_mtu,
+        mode: Some(d.mode),
+        nopromisc: d.nopromisc(),
+        nodst: d.nodst(),
+        bcqueuelen: d.bc_queue_len_req,
+        usedbcqueuelen: port.bc_queue_len_used(),
+        bclim: (port.bc_cutoff() != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
+            .then_some(port.bc_cutoff()),
+        macaddr_count: d.macaddr_count(),
+        macaddr_data: d.sources(),
+        stats: Stats64 {
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            rx_errors: c.rx_errors,
+            rx_dropped: c.rx_dropped(),
+            multicast: c.rx_multicast,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            tx_errors: 0,
+            tx_dropped: c.tx_dropped,
+        },
+    }
+}
