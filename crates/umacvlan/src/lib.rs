@@ -9,4 +9,5 @@
 pub mod cli;
 pub mod daemon;
 pub mod demo;
+pub mod lab;
 pub mod proto;

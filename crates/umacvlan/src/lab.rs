@@ -1,0 +1,306 @@
+//! Throw-away network labs for the demo, tests and benchmarks: namespaces under a unique
+//! prefix, veth pairs, kernel or umacvlan macvlans, a daemon per lab — all removed when the
+//! [`Lab`] is dropped (also when a test panics), and by [`Lab::sweep`] after a crash.
+//!
+//! Everything runs through iproute2 (`ip`), so what a lab does is what a person would type.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static SERIAL: AtomicU32 = AtomicU32::new(0);
+
+/// A lab: its namespaces, its daemon, its files.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    daemon: Option<Child>,
+    socket: PathBuf,
+    bin: PathBuf,
+    /// Keep everything on drop (for debugging a failed test).
+    pub keep: bool,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Exit status (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Exited 0.
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(args: &[&str]) -> Run {
+    match Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => Run::from(o),
+        Err(e) => Run {
+            code: 127,
+            stdout: String::new(),
+            stderr: format!("{}: {e}", args[0]),
+        },
+    }
+}
+
+/// Runs a command and fails with its output unless it succeeds.
+pub fn must(args: &[&str]) -> Result<String, String> {
+    let r = run(args);
+    if r.ok() {
+        Ok(r.stdout)
+    } else {
+        Err(format!(
+            "`{}` failed ({}): {}{}",
+            args.join(" "),
+            r.code,
+            r.stderr,
+            r.stdout
+        ))
+    }
+}
+
+impl Lab {
+    /// A new lab; `tag` becomes part of every name (`umv-<tag>-<pid>-<n>-…`). `bin` is the
+    /// umacvlan binary to run as daemon and CLI.
+    pub fn new(tag: &str, bin: &Path) -> Lab {
+        let n = SERIAL.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("umv-{tag}-{}-{n}", std::process::id());
+        let socket = std::env::temp_dir().join(format!("{prefix}.sock"));
+        Lab {
+            prefix,
+            namespaces: Vec::new(),
+            daemon: None,
+            socket,
+            bin: bin.to_path_buf(),
+            keep: false,
+        }
+    }
+
+    /// Removes what earlier labs with this tag left behind (a killed test or demo).
+    pub fn sweep(tag: &str) {
+        let start = format!("umv-{tag}-");
+        for line in run(&["ip", "netns", "list"]).stdout.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(&start) {
+                // Only labs whose process is gone.
+                let pid = name[start.len()..]
+                    .split('-')
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = run(&["ip", "netns", "del", name]);
+                }
+            }
+        }
+    }
+
+    /// The lab's unique prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full name of lab namespace `short`.
+    pub fn ns_name(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Creates namespace `short` with loopback up; returns its full name.
+    pub fn ns(&mut self, short: &str) -> Result<String, String> {
+        let name = self.ns_name(short);
+        must(&["ip", "netns", "add", &name])?;
+        self.namespaces.push(name.clone());
+        must(&["ip", "-n", &name, "link", "set", "lo", "up"])?;
+        // No IPv6 chatter (DAD, router solicitations): frame counts stay predictable.
+        let _ = self.exec(
+            &name,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
+        Ok(name)
+    }
+
+    /// Runs a command inside namespace `ns` (full name).
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Run {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Like [`Lab::exec`], failing unless the command succeeds.
+    pub fn exec_ok(&self, ns: &str, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        must(&v)
+    }
+
+    /// A veth pair `a_if` in `a_ns` ↔ `b_if` in `b_ns`, both up.
+    pub fn veth(&self, a_ns: &str, a_if: &str, b_ns: &str, b_if: &str) -> Result<(), String> {
+        must(&[
+            "ip", "-n", a_ns, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
+            b_ns,
+        ])?;
+        must(&["ip", "-n", a_ns, "link", "set", a_if, "up"])?;
+        must(&["ip", "-n", b_ns, "link", "set", b_if, "up"])?;
+        Ok(())
+    }
+
+    /// Adds an address and brings the interface up.
+    pub fn addr(&self, ns: &str, ifname: &str, cidr: &str) -> Result<(), String> {
+        must(&["ip", "-n", ns, "addr", "add", cidr, "dev", ifname])?;
+        must(&["ip", "-n", ns, "link", "set", ifname, "up"])?;
+        Ok(())
+    }
+
+    /// The control socket of this lab's daemon.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Starts `umacvlan daemon` inside namespace `ns` and waits until it answers.
+    pub fn start_daemon(&mut self, ns: &str, extra: &[&str]) -> Result<(), String> {
+        let log = std::env::temp_dir().join(format!("{}.daemon.log", self.prefix));
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(&self.bin)
+            .arg("daemon")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(extra);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(st))) = self.daemon.as_mut().map(|c| c.try_wait()) {
+                return Err(format!(
+                    "daemon exited ({st}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("daemon did not come up within 10 s".into())
+    }
+
+    /// The daemon's process id.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(std::env::temp_dir().join(format!("{}.daemon.log", self.prefix)))
+            .unwrap_or_default()
+    }
+
+    /// Stops the daemon with `signal` (e.g. `"TERM"`, `"KILL"`) and waits for it.
+    pub fn stop_daemon(&mut self, signal: &str) {
+        if let Some(mut c) = self.daemon.take() {
+            // `ip netns exec` execs the daemon, so the child is the daemon itself.
+            let _ = run(&["kill", &format!("-{signal}"), &c.id().to_string()]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs the umacvlan CLI against this lab's daemon.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        let sock = self.socket.to_string_lossy().into_owned();
+        let bin = self.bin.to_string_lossy().into_owned();
+        let mut v = vec![bin.as_str(), "--socket", sock.as_str()];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Like [`Lab::cli`], failing unless it succeeds.
+    pub fn cli_ok(&self, args: &[&str]) -> Result<String, String> {
+        let r = self.cli(args);
+        if r.ok() {
+            Ok(r.stdout)
+        } else {
+            Err(format!(
+                "`umacvlan {}` failed ({}): {}",
+                args.join(" "),
+                r.code,
+                r.stderr
+            ))
+        }
+    }
+
+    /// Pings `dst` from namespace `ns`: `count` echoes, waiting at most 1 s each.
+    pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
+        self.exec(
+            ns,
+            &[
+                "ping",
+                "-c",
+                &count.to_string(),
+                "-W",
+                "1",
+                "-i",
+                "0.2",
+                "-q",
+                dst,
+            ],
+        )
+        .ok()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        self.stop_daemon("TERM");
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = run(&["ip", "netns", "del", &ns]);
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ =
+            std::fs::remove_file(std::env::temp_dir().join(format!("{}.daemon.log", self.prefix)));
+    }
+}
+
+/// Whether this process may build labs (root, with `ip` available).
+pub fn can_build_labs() -> bool {
+    run(&["id", "-u"]).stdout.trim() == "0" && run(&["ip", "-V"]).ok()
+}

@@ -1,0 +1,465 @@
+//! The daemon on real devices, as root, each test in its own namespaces (removed on failure
+//! too). A lower veth whose peer is an "external host"; macvlans in their own namespaces.
+
+use std::time::{Duration, Instant};
+use umacvlan::lab::{self, Lab};
+
+const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
+
+/// Skips (passes with a note) when not root: CI runs as root, so these always run there.
+macro_rules! need_root {
+    () => {
+        if !lab::can_build_labs() {
+            eprintln!("skipped: needs root and iproute2");
+            return;
+        }
+    };
+}
+
+/// host (daemon, lower eth0) ↔ ext (10.50.0.1 on eth0, or on a hairpin bridge).
+fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
+    let mut lab = Lab::new(tag, std::path::Path::new(BIN));
+    let host = lab.ns("host").unwrap();
+    let ext = lab.ns("ext").unwrap();
+    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
+    if hairpin {
+        lab::must(&["ip", "-n", &ext, "link", "add", "br0", "type", "bridge"]).unwrap();
+        lab::must(&["ip", "-n", &ext, "link", "set", "eth0", "master", "br0"]).unwrap();
+        lab::must(&[
+            "ip",
+            "-n",
+            &ext,
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ])
+        .unwrap();
+        lab.addr(&ext, "br0", "10.50.0.1/24").unwrap();
+    } else {
+        lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
+    }
+    lab.start_daemon(&host, &["--log", "debug"]).unwrap();
+    (lab, host, ext)
+}
+
+/// Creates macvlan `name` in its own namespace `name` with address 10.50.0.`last`.
+fn macvlan(lab: &mut Lab, name: &str, words: &[&str], last: u8) -> String {
+    let ns = lab.ns(name).unwrap();
+    let mut args = vec![
+        "link",
+        "add",
+        "link",
+        "eth0",
+        "name",
+        name,
+        "netns",
+        ns.as_str(),
+        "type",
+        "macvlan",
+    ];
+    args.extend_from_slice(words);
+    lab.cli_ok(&args).unwrap();
+    lab.addr(&ns, name, &format!("10.50.0.{last}/24")).unwrap();
+    ns
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn show_json(lab: &Lab) -> serde_json::Value {
+    serde_json::from_str(&lab.cli_ok(&["-d", "-s", "-j", "link", "show"]).unwrap()).unwrap()
+}
+
+fn link<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ifname"] == name)
+        .unwrap_or_else(|| panic!("{name} not shown: {v}"))
+}
+
+fn promiscuity(ns: &str, ifname: &str) -> u64 {
+    let out = lab::must(&["ip", "-n", ns, "-d", "-j", "link", "show", ifname]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["promiscuity"].as_u64().unwrap()
+}
+
+#[test]
+fn bridge_vepa_private_reach_exactly_whom_the_kernel_lets_them() {
+    need_root!();
+    let (mut lab, _host, ext) = base("d-modes", true);
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let b = macvlan(&mut lab, "mvb", &["mode", "bridge"], 12);
+    let v = macvlan(&mut lab, "mvv", &["mode", "vepa"], 13);
+    let p = macvlan(&mut lab, "mvp", &["mode", "private"], 14);
+    // Both ways with the external host, for every mode.
+    for ns in [&a, &b, &v, &p] {
+        assert!(lab.ping(ns, "10.50.0.1", 2), "{ns} → ext");
+    }
+    for ip in ["10.50.0.11", "10.50.0.12", "10.50.0.13", "10.50.0.14"] {
+        assert!(lab.ping(&ext, ip, 2), "ext → {ip}");
+    }
+    // bridge ↔ bridge locally; bridge ↔ vepa through the hairpin switch.
+    assert!(lab.ping(&a, "10.50.0.12", 2));
+    assert!(lab.ping(&v, "10.50.0.11", 2));
+    // Private is isolated from its siblings.
+    assert!(!lab.ping(&p, "10.50.0.11", 1));
+    assert!(!lab.ping(&a, "10.50.0.14", 1));
+    // TCP both ways between two macvlans and with the external host.
+    for (server, client, ip) in [
+        (&b, &a, "10.50.0.12"),
+        (&ext, &v, "10.50.0.1"),
+        (&a, &ext, "10.50.0.11"),
+    ] {
+        lab.exec_ok(server, &["iperf3", "-s", "-1", "-D", "-p", "5301"])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let r = lab.exec(
+            client,
+            &[
+                "timeout",
+                "10",
+                "iperf3",
+                "-c",
+                ip,
+                "-p",
+                "5301",
+                "-t",
+                "1",
+                "-J",
+                "--connect-timeout",
+                "2000",
+            ],
+        );
+        assert!(r.ok(), "iperf3 {client} → {ip}: {}{}", r.stderr, r.stdout);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let bps = j["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(bps > 1e6, "TCP {client} → {ip} at {bps} bit/s");
+    }
+    // Counters are the macvlan's own: mva sent and received.
+    let v = show_json(&lab);
+    let mva = link(&v, "mva");
+    assert!(mva["stats64"]["rx"]["packets"].as_u64().unwrap() > 0);
+    assert!(mva["stats64"]["tx"]["packets"].as_u64().unwrap() > 0);
+    assert_eq!(mva["linkinfo"]["info_data"]["mode"], "bridge");
+}
+
+#[test]
+fn passthru_and_source_modes_on_real_devices() {
+    need_root!();
+    let (mut lab, host, ext) = base("d-pt", false);
+    // Source mode: receives what the external host sends, whatever the destination.
+    let s = macvlan(&mut lab, "mvs", &["mode", "source"], 21);
+    let ext_mac = lab::must(&["ip", "-n", &ext, "-j", "link", "show", "eth0"]).unwrap();
+    let ext_mac = serde_json::from_str::<serde_json::Value>(&ext_mac).unwrap()[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.cli_ok(&[
+        "link", "set", "mvs", "type", "macvlan", "macaddr", "add", &ext_mac,
+    ])
+    .unwrap();
+    let v = show_json(&lab);
+    assert_eq!(link(&v, "mvs")["linkinfo"]["info_data"]["macaddr_count"], 1);
+    let before = link(&v, "mvs")["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap();
+    // Anything the external host sends (here: ARP for an unused address) is copied to mvs.
+    let _ = lab.exec(&ext, &["ping", "-c", "2", "-W", "1", "10.50.0.99"]);
+    let after = link(&show_json(&lab), "mvs")["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        after > before,
+        "source-mode copies counted ({before} → {after})"
+    );
+    let _ = s;
+    lab.cli_ok(&["link", "del", "mvs"]).unwrap();
+
+    // Passthru: takes the lower's MAC, puts the lower in promiscuous mode while up (unless
+    // nopromisc), and gets everything; a second macvlan on that lower is refused.
+    let base_promisc = promiscuity(&host, "eth0");
+    let pt = macvlan(&mut lab, "mvpt", &["mode", "passthru"], 31);
+    let lower_mac = serde_json::from_str::<serde_json::Value>(
+        &lab::must(&["ip", "-n", &host, "-j", "link", "show", "eth0"]).unwrap(),
+    )
+    .unwrap()[0]["address"]
+        .clone();
+    assert_eq!(link(&show_json(&lab), "mvpt")["address"], lower_mac);
+    assert!(promiscuity(&host, "eth0") > base_promisc);
+    assert!(lab.ping(&pt, "10.50.0.1", 2));
+    assert!(lab.ping(&ext, "10.50.0.31", 2));
+    let r = lab.cli(&[
+        "link", "add", "link", "eth0", "name", "mvx", "type", "macvlan", "mode", "bridge",
+    ]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (2, "RTNETLINK answers: Invalid argument")
+    );
+    // iproute2 accepts nopromisc only with `mode passthru` on the same line.
+    lab.cli_ok(&[
+        "link",
+        "set",
+        "mvpt",
+        "type",
+        "macvlan",
+        "mode",
+        "passthru",
+        "flag",
+        "nopromisc",
+    ])
+    .unwrap();
+    wait_for("promiscuity back to its base", || {
+        promiscuity(&host, "eth0") == base_promisc
+    });
+}
+
+#[test]
+fn lower_down_carrier_off_and_lower_deleted_removes_macvlans() {
+    need_root!();
+    let (mut lab, host, _ext) = base("d-lower", false);
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    // The TAP's carrier: LOWER_UP while the lower has carrier, NO-CARRIER otherwise.
+    let flags = |lab: &Lab| {
+        lab::must(&["ip", "-n", &a, "-j", "link", "show", "mva"])
+            .map(|o| serde_json::from_str::<serde_json::Value>(&o).unwrap()[0]["flags"].clone())
+            .unwrap()
+    };
+    let has = |v: &serde_json::Value, f: &str| v.as_array().unwrap().iter().any(|x| x == f);
+    wait_for("carrier on the TAP", || has(&flags(&lab), "LOWER_UP"));
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "down"]).unwrap();
+    wait_for("carrier off on the TAP", || has(&flags(&lab), "NO-CARRIER"));
+    assert_eq!(link(&show_json(&lab), "mva")["operstate"], "LOWERLAYERDOWN");
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "up"]).unwrap();
+    wait_for("carrier back", || has(&flags(&lab), "LOWER_UP"));
+    // Lower MTU lowered: the macvlan follows; raised: it does not.
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "mtu", "1400"]).unwrap();
+    wait_for("mtu follows", || {
+        link(&show_json(&lab), "mva")["mtu"] == 1400
+    });
+    lab::must(&["ip", "-n", &host, "link", "del", "eth0"]).unwrap();
+    wait_for("macvlan gone with its lower", || {
+        show_json(&lab).as_array().unwrap().is_empty()
+            && !lab::run(&["ip", "-n", &a, "link", "show", "mva"]).ok()
+    });
+}
+
+#[test]
+fn plain_iproute2_changes_to_the_tap_are_followed_or_refused() {
+    need_root!();
+    let (mut lab, host, _ext) = base("d-follow", false);
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let b = macvlan(&mut lab, "mvb", &["mode", "bridge"], 12);
+    lab::must(&["ip", "-n", &a, "link", "set", "mva", "mtu", "1280"]).unwrap();
+    lab::must(&[
+        "ip",
+        "-n",
+        &a,
+        "link",
+        "set",
+        "mva",
+        "address",
+        "02:50:00:00:00:11",
+    ])
+    .unwrap();
+    wait_for("mtu and address followed", || {
+        let v = show_json(&lab);
+        link(&v, "mva")["mtu"] == 1280 && link(&v, "mva")["address"] == "02:50:00:00:00:11"
+    });
+    // Taking a sibling's address is refused as the kernel refuses it (EADDRINUSE): the TAP
+    // gets its old address back.
+    lab::must(&[
+        "ip",
+        "-n",
+        &b,
+        "link",
+        "set",
+        "mvb",
+        "address",
+        "02:50:00:00:00:11",
+    ])
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab::must(&["ip", "-n", &b, "-j", "link", "show", "mvb"]).unwrap();
+    assert_ne!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["address"],
+        "02:50:00:00:00:11"
+    );
+    // MTU above the lower's is refused and put back.
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "mtu", "1500"]).unwrap();
+    lab::must(&["ip", "-n", &a, "link", "set", "mva", "mtu", "2000"]).unwrap();
+    wait_for("mtu put back", || {
+        lab::must(&["ip", "-n", &a, "link", "show", "mva"])
+            .unwrap()
+            .contains("mtu 1280")
+    });
+    // Down by hand: the engine sees it.
+    lab::must(&["ip", "-n", &a, "link", "set", "mva", "down"]).unwrap();
+    wait_for("down followed", || {
+        link(&show_json(&lab), "mva")["operstate"] == "DOWN"
+    });
+    // And moved by hand to another namespace: still ours, found there.
+    let c = lab.ns("moved").unwrap();
+    lab::must(&["ip", "-n", &a, "link", "set", "mva", "netns", &c]).unwrap();
+    wait_for("move followed", || {
+        link(&show_json(&lab), "mva")["link_netns"] == c.as_str()
+    });
+    lab::must(&["ip", "-n", &c, "link", "set", "mva", "up"]).unwrap();
+    wait_for("up in the new namespace", || {
+        link(&show_json(&lab), "mva")["operstate"] == "UP"
+    });
+}
+
+#[test]
+fn sigterm_and_sigkill_leave_no_tap_and_restore_the_lower() {
+    need_root!();
+    for signal in ["TERM", "KILL"] {
+        let (mut lab, host, _ext) = base(&format!("d-{}", signal.to_lowercase()), false);
+        let base_promisc = promiscuity(&host, "eth0");
+        let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+        let p = macvlan(&mut lab, "mvp", &["mode", "private"], 12);
+        wait_for("filters applied", || {
+            promiscuity(&host, "eth0") > base_promisc
+        });
+        lab.stop_daemon(signal);
+        wait_for("TAPs gone", || {
+            !lab::run(&["ip", "-n", &a, "link", "show", "mva"]).ok()
+                && !lab::run(&["ip", "-n", &p, "link", "show", "mvp"]).ok()
+        });
+        wait_for("lower promiscuity restored", || {
+            promiscuity(&host, "eth0") == base_promisc
+        });
+    }
+}
+
+#[test]
+fn state_file_restores_every_macvlan_after_a_crash() {
+    need_root!();
+    let (mut lab, host, ext) = base("d-state", false);
+    let state = std::env::temp_dir().join(format!("{}.state.json", lab.prefix()));
+    lab.stop_daemon("TERM");
+    lab.start_daemon(&host, &["--state", state.to_str().unwrap()])
+        .unwrap();
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge", "bcqueuelen", "77"], 11);
+    macvlan(&mut lab, "mvs", &["mode", "source", "nodst"], 12);
+    lab.cli_ok(&[
+        "link",
+        "set",
+        "mvs",
+        "type",
+        "macvlan",
+        "macaddr",
+        "set",
+        "02:aa:00:00:00:01",
+        "02:aa:00:00:00:02",
+    ])
+    .unwrap();
+    lab.cli_ok(&["link", "set", "mva", "mtu", "1400"]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = show_json(&lab);
+    lab.stop_daemon("KILL");
+    let t0 = Instant::now();
+    lab.start_daemon(&host, &["--state", state.to_str().unwrap()])
+        .unwrap();
+    wait_for("both restored", || {
+        show_json(&lab).as_array().unwrap().len() == 2
+    });
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "restored in {:?}",
+        t0.elapsed()
+    );
+    let after = show_json(&lab);
+    for name in ["mva", "mvs"] {
+        let (b, a) = (link(&before, name), link(&after, name));
+        for key in ["address", "mtu", "linkinfo", "link_netns"] {
+            assert_eq!(b[key], a[key], "{name}.{key}");
+        }
+    }
+    // The macvlan's namespace kept its address configuration? No: a new TAP is a new device;
+    // the address is re-added, as after a reboot, and traffic resumes.
+    let _ = lab.exec(&a, &["ip", "addr", "add", "10.50.0.11/24", "dev", "mva"]);
+    let _ = lab.exec(&a, &["ip", "link", "set", "mva", "up"]);
+    assert!(lab.ping(&ext, "10.50.0.11", 2));
+    let _ = std::fs::remove_file(state);
+}
+
+#[test]
+fn control_errors_come_back_like_iproute2_and_change_nothing() {
+    need_root!();
+    let (mut lab, _host, _ext) = base("d-errors", false);
+    macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let before = show_json(&lab);
+    for (args, code, text) in [
+        (
+            vec![
+                "link", "add", "link", "eth0", "name", "mva", "type", "macvlan",
+            ],
+            2,
+            "RTNETLINK answers: File exists",
+        ),
+        (
+            vec![
+                "link", "add", "link", "nosuch", "name", "mvz", "type", "macvlan",
+            ],
+            1,
+            "Cannot find device \"nosuch\"",
+        ),
+        (
+            vec![
+                "link", "add", "link", "eth0", "name", "mvz", "mtu", "9000", "type", "macvlan",
+            ],
+            2,
+            "RTNETLINK answers: Invalid argument",
+        ),
+        (
+            vec!["link", "set", "mva", "type", "macvlan", "mode", "passthru"],
+            2,
+            "RTNETLINK answers: Invalid argument",
+        ),
+        (
+            vec![
+                "link",
+                "set",
+                "mva",
+                "type",
+                "macvlan",
+                "macaddr",
+                "add",
+                "02:00:00:00:00:09",
+            ],
+            2,
+            "RTNETLINK answers: Invalid argument",
+        ),
+        (
+            vec!["link", "set", "mva", "mtu", "60"],
+            2,
+            "Error: mtu less than device minimum.",
+        ),
+    ] {
+        let r = lab.cli(&args);
+        assert_eq!(
+            (r.code, r.stderr.trim()),
+            (code, text),
+            "umacvlan {}",
+            args.join(" ")
+        );
+    }
+    assert_eq!(show_json(&lab)[0]["linkinfo"], before[0]["linkinfo"]);
+    assert_eq!(show_json(&lab)[0]["mtu"], before[0]["mtu"]);
+}
