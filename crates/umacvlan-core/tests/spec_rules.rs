@@ -453,6 +453,20 @@ fn s3_local_flood_over_receiver_mtu_is_refused() {
 }
 
 #[test]
+fn s3_gso_super_frames_pass_local_mtu_checks() {
+    let (mut p, ids) = port_with(&[Bridge, Bridge]);
+    p.set_mtu(ids[1], 1000).unwrap();
+    let big = frame(MacAddr::BROADCAST, mac(1), 60000);
+    let mut o = TxOutcome::default();
+    p.snapshot().transmit_offloaded(ids[0], &big, true, &mut o);
+    assert!(!o.deliveries[0].refused);
+    p.snapshot()
+        .transmit_offloaded(ids[0], &frame(mac(2), mac(1), 60000), true, &mut o);
+    assert_eq!(o.reason, Some(TxReason::Local));
+    assert_eq!(targets(&o.deliveries), vec![ids[1]]);
+}
+
+#[test]
 fn s3_down_sender_sends_nothing() {
     let (mut p, ids) = port_with(&[Bridge]);
     p.stop(ids[0]).unwrap();

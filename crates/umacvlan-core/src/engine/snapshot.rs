@@ -440,16 +440,19 @@ impl PortSnapshot {
             Some(s) if s.mode == Mode::Vepa => FROM_VEPA,
             Some(_) => FROM_OTHER,
         };
-        self.broadcast(&f, src.map(|s| s.id), mask, false, out);
+        self.broadcast(&f, src.map(|s| s.id), mask, false, false, out);
     }
 
-    /// `macvlan_broadcast`.
+    /// `macvlan_broadcast`. `gso`: the frame is a GSO super-frame, which
+    /// `is_skb_forwardable` lets through whatever its length.
+    #[allow(clippy::too_many_arguments)]
     fn broadcast(
         &self,
         f: &EthernetFrame,
         src: Option<DevId>,
         mask: ModeMask,
         local: bool,
+        gso: bool,
         out: &mut Vec<Delivery>,
     ) {
         if untagged_protocol(f).0 == ethertype::PAUSE {
@@ -471,7 +474,7 @@ impl PortSnapshot {
             let (pkt_type, refused) = if local {
                 // __dev_forward_skb: eth_type_trans on the receiver, is_skb_forwardable.
                 let limit = d.mtu as usize + ETH_HLEN + VLAN_HLEN;
-                (PacketType::classify(dst, d.mac), f.len() > limit)
+                (PacketType::classify(dst, d.mac), !gso && f.len() > limit)
             } else {
                 (PacketType::classify(dst, d.mac), false)
             };
@@ -489,6 +492,12 @@ impl PortSnapshot {
     /// `macvlan_start_xmit` / `macvlan_queue_xmit`: decides what happens to a frame macvlan
     /// `from` sent.
     pub fn transmit(&self, from: DevId, frame: &[u8], out: &mut TxOutcome) {
+        self.transmit_offloaded(from, frame, false, out)
+    }
+
+    /// [`PortSnapshot::transmit`] for a frame that may be a GSO super-frame (`gso`): such
+    /// frames pass the MTU checks of local delivery, as in the kernel.
+    pub fn transmit_offloaded(&self, from: DevId, frame: &[u8], gso: bool, out: &mut TxOutcome) {
         out.reset();
         let Some(dev) = self.device(from).filter(|d| d.up) else {
             out.reason = Some(TxReason::SenderDown);
@@ -505,7 +514,7 @@ impl PortSnapshot {
         if dev.mode == Mode::Bridge {
             let dst = f.dst();
             if dst.is_multicast() {
-                self.broadcast(&f, Some(from), BRIDGE_ONLY, true, &mut out.deliveries);
+                self.broadcast(&f, Some(from), BRIDGE_ONLY, true, gso, &mut out.deliveries);
                 out.to_wire = true;
                 out.reason = Some(TxReason::FloodAndWire);
                 return;
@@ -514,7 +523,7 @@ impl PortSnapshot {
                 // dev_forward_skb(lowerdev): back in through the lower's receive path.
                 out.tx_always_ok = true;
                 let limit = self.lower_mtu as usize + ETH_HLEN + VLAN_HLEN;
-                if !self.lower_up || f.len() > limit {
+                if !self.lower_up || (!gso && f.len() > limit) {
                     out.lower_rx_dropped = true;
                     out.reason = Some(TxReason::LocalRefused);
                     return;

@@ -146,8 +146,15 @@ pub fn write_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) 
 
 /// Inserts an 802.1Q tag (`tpid`, `tci`) after the addresses of `frame`, in place at the end
 /// of `out` (cleared first). Used to put back tags that AF_PACKET reported out of band.
+///
+/// A frame shorter than its two addresses has nowhere to put a tag: it is copied unchanged
+/// (and stays a runt that [`EthernetFrame::new_checked`] refuses) rather than panicking.
 pub fn insert_vlan_tag(frame: &[u8], tpid: u16, tci: u16, out: &mut Vec<u8>) {
     out.clear();
+    if frame.len() < 12 {
+        out.extend_from_slice(frame);
+        return;
+    }
     out.extend_from_slice(&frame[..12]);
     out.extend_from_slice(&tpid.to_be_bytes());
     out.extend_from_slice(&tci.to_be_bytes());
@@ -209,5 +216,15 @@ mod tests {
         let f = EthernetFrame::new_checked(&out).unwrap();
         assert_eq!(f.vlan_tci(), Some(7));
         assert_eq!(f.ethertype(), ethertype::IPV4);
+    }
+
+    #[test]
+    fn vlan_tag_insertion_into_a_runt_copies_it() {
+        // Found by the frame_views fuzz target: used to panic on a slice index.
+        let mut out = vec![9];
+        insert_vlan_tag(&[1, 2, 3], ethertype::VLAN_8021Q, 7, &mut out);
+        assert_eq!(out, [1, 2, 3]);
+        insert_vlan_tag(&[], ethertype::VLAN_8021Q, 7, &mut out);
+        assert!(out.is_empty());
     }
 }
