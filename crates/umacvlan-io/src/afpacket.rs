@@ -101,6 +101,20 @@ pub struct RxFrame<'a> {
     pub orig_len: usize,
     /// The tag that was re-inserted into `data`, if the kernel had stripped one.
     pub vlan: Option<VlanTag>,
+    /// The `virtio_net_hdr` (when the socket has [`LowerOptions::vnet_hdr`]) followed by the
+    /// frame, contiguous: what a TAP with `IFF_VNET_HDR` takes in one write. Equal to `data`
+    /// without a vnet header.
+    pub packet: &'a [u8],
+}
+
+/// Length of a `virtio_net_hdr`.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+const VNET_F_NEEDS_CSUM: u8 = 1;
+
+/// Whether a `virtio_net_hdr` describes a GSO super-frame.
+pub fn vnet_is_gso(hdr: &[u8]) -> bool {
+    hdr.len() >= VNET_HDR_LEN && hdr[1] & 0x7f != 0
 }
 
 impl RxFrame<'_> {
@@ -113,6 +127,8 @@ impl RxFrame<'_> {
 #[derive(Clone, Copy, Debug)]
 struct RxMeta {
     off: usize,
+    /// Bytes of vnet header just before `off`.
+    hdr: usize,
     len: usize,
     orig_len: usize,
     pkttype: PacketType,
@@ -121,6 +137,7 @@ struct RxMeta {
 
 const EMPTY_META: RxMeta = RxMeta {
     off: HEADROOM,
+    hdr: 0,
     len: 0,
     orig_len: 0,
     pkttype: PacketType::Host,
@@ -198,6 +215,7 @@ impl RxBatch {
             pkttype: m.pkttype,
             orig_len: m.orig_len,
             vlan: m.vlan,
+            packet: &self.bufs[base - m.hdr..base + m.len],
         }
     }
 
@@ -227,6 +245,7 @@ impl RxBatch {
         self.bufs[base..base + stored].copy_from_slice(&frame[..stored]);
         self.meta[i] = RxMeta {
             off: HEADROOM,
+            hdr: 0,
             len: stored,
             orig_len: frame.len(),
             pkttype,
@@ -251,16 +270,36 @@ impl fmt::Debug for RxBatch {
 /// `len` frame bytes. Moves the two MAC addresses back by four bytes and writes the tag after
 /// them. Returns the new frame's offset and length in the slot. Frames too short to have MAC
 /// addresses are left alone.
+#[cfg(test)]
 fn reinsert_tag(slot: &mut [u8], len: usize, tag: VlanTag) -> (usize, usize) {
-    debug_assert!(slot.len() >= HEADROOM + len);
+    reinsert_tag_after(slot, 0, len, tag)
+}
+
+/// [`reinsert_tag`] for a slot whose frame is preceded by a `hdr`-byte vnet header (which moves
+/// with the addresses, its checksum start and GSO header length growing by the tag's four bytes).
+fn reinsert_tag_after(slot: &mut [u8], hdr: usize, len: usize, tag: VlanTag) -> (usize, usize) {
+    debug_assert!(slot.len() >= HEADROOM + hdr + len);
     if len < 12 {
-        return (HEADROOM, len);
+        return (HEADROOM + hdr, len);
     }
-    slot.copy_within(HEADROOM..HEADROOM + 12, HEADROOM - VLAN_HLEN);
-    let t = HEADROOM - VLAN_HLEN + 12;
+    slot.copy_within(HEADROOM..HEADROOM + hdr + 12, HEADROOM - VLAN_HLEN);
+    let t = HEADROOM - VLAN_HLEN + hdr + 12;
     slot[t..t + 2].copy_from_slice(&tag.tpid.to_be_bytes());
     slot[t + 2..t + 4].copy_from_slice(&tag.tci.to_be_bytes());
-    (HEADROOM - VLAN_HLEN, len + VLAN_HLEN)
+    if hdr == VNET_HDR_LEN {
+        let h = HEADROOM - VLAN_HLEN;
+        let bump = |slot: &mut [u8], at: usize| {
+            let v = u16::from_le_bytes([slot[at], slot[at + 1]]).wrapping_add(VLAN_HLEN as u16);
+            slot[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        };
+        if slot[h] & VNET_F_NEEDS_CSUM != 0 {
+            bump(slot, h + 6);
+        }
+        if slot[h + 1] != 0 {
+            bump(slot, h + 2);
+        }
+    }
+    (HEADROOM - VLAN_HLEN + hdr, len + VLAN_HLEN)
 }
 
 /// The VLAN tag in a `PACKET_AUXDATA` control message, if the kernel reports one.
@@ -339,6 +378,10 @@ pub struct LowerOptions {
     pub sndbuf: Option<usize>,
     /// Transmit straight to the driver, skipping the qdisc (`PACKET_QDISC_BYPASS`).
     pub qdisc_bypass: bool,
+    /// `PACKET_VNET_HDR`: each received frame comes after a `virtio_net_hdr` (checksum and GSO
+    /// state, so offloaded super-frames and partial checksums survive the trip), and each sent
+    /// frame must be preceded by one ([`RxFrame::packet`] has the received layout).
+    pub vnet_hdr: bool,
 }
 
 impl Default for LowerOptions {
@@ -349,6 +392,7 @@ impl Default for LowerOptions {
             rcvbuf: None,
             sndbuf: None,
             qdisc_bypass: false,
+            vnet_hdr: false,
         }
     }
 }
@@ -540,6 +584,8 @@ pub fn reconcile<T: MembershipOps + ?Sized>(
 pub struct LowerSocket {
     fd: OwnedFd,
     ifindex: u32,
+    /// `PACKET_VNET_HDR` is on: frames carry a `virtio_net_hdr` in front, both ways.
+    vnet: bool,
 }
 
 impl LowerSocket {
@@ -552,8 +598,15 @@ impl LowerSocket {
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
         )?;
-        let s = LowerSocket { fd, ifindex };
+        let s = LowerSocket {
+            fd,
+            ifindex,
+            vnet: opts.vnet_hdr,
+        };
         sys::setsockopt_int(&s.fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
+        if opts.vnet_hdr {
+            sys::setsockopt_int(&s.fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        }
         sys::setsockopt_int(
             &s.fd,
             libc::SOL_PACKET,
@@ -606,6 +659,15 @@ impl LowerSocket {
         let v = n.min(i32::MAX as usize / 2) as libc::c_int;
         sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, force, v)
             .or_else(|_| sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, plain, v))
+    }
+
+    /// Bytes of `virtio_net_hdr` in front of every frame, both ways (0 or [`VNET_HDR_LEN`]).
+    pub fn vnet_hdr_len(&self) -> usize {
+        if self.vnet {
+            VNET_HDR_LEN
+        } else {
+            0
+        }
     }
 
     /// The device this socket is bound to.
@@ -692,8 +754,16 @@ impl LowerSocket {
             #[allow(clippy::unnecessary_cast)]
             let clen = (h.msg_hdr.msg_controllen as usize).min(ctrl.len());
             let vlan = parse_aux_vlan(&ctrl[..clen]);
+            // With PACKET_VNET_HDR the slot holds the header, then the frame.
+            let hdr = if self.vnet {
+                VNET_HDR_LEN.min(stored)
+            } else {
+                0
+            };
+            let (stored, wire) = (stored - hdr, wire.saturating_sub(hdr));
             let mut m = RxMeta {
-                off: HEADROOM,
+                off: HEADROOM + hdr,
+                hdr,
                 len: stored,
                 orig_len: wire,
                 pkttype: PacketType::from_raw(batch.names[i].sll_pkttype),
@@ -701,7 +771,7 @@ impl LowerSocket {
             };
             if let Some(tag) = vlan {
                 let slot = &mut batch.bufs[i * batch.stride..(i + 1) * batch.stride];
-                let (off, len) = reinsert_tag(slot, stored, tag);
+                let (off, len) = reinsert_tag_after(slot, hdr, stored, tag);
                 if len != stored {
                     m.off = off;
                     m.len = len;
@@ -1044,5 +1114,43 @@ mod tests {
         let mut same = want.clone();
         reconcile(&ok, &mut same, &want).unwrap();
         assert_eq!(same, want);
+    }
+    #[test]
+    fn tag_reinsertion_keeps_the_vnet_header_in_front_and_shifts_its_offsets() {
+        let mut slot = vec![0u8; HEADROOM + VNET_HDR_LEN + 30];
+        let h = HEADROOM;
+        slot[h] = VNET_F_NEEDS_CSUM;
+        slot[h + 1] = 1; // TCPv4 GSO
+        slot[h + 2..h + 4].copy_from_slice(&54u16.to_le_bytes());
+        slot[h + 6..h + 8].copy_from_slice(&34u16.to_le_bytes());
+        for i in 0..30 {
+            slot[h + VNET_HDR_LEN + i] = i as u8;
+        }
+        let (off, len) = reinsert_tag_after(
+            &mut slot,
+            VNET_HDR_LEN,
+            30,
+            VlanTag {
+                tpid: 0x8100,
+                tci: 7,
+            },
+        );
+        assert_eq!((off, len), (HEADROOM - VLAN_HLEN + VNET_HDR_LEN, 34));
+        let hdr = &slot[off - VNET_HDR_LEN..off];
+        assert_eq!(
+            u16::from_le_bytes([hdr[2], hdr[3]]),
+            58,
+            "GSO header length grows"
+        );
+        assert_eq!(
+            u16::from_le_bytes([hdr[6], hdr[7]]),
+            38,
+            "checksum start moves"
+        );
+        let f = &slot[off..off + len];
+        assert_eq!(&f[..12], &(0..12).collect::<Vec<u8>>()[..]);
+        assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 0x07]);
+        assert_eq!(f[16], 12);
+        assert!(vnet_is_gso(hdr));
     }
 }

@@ -53,6 +53,11 @@ pub trait LowerIo: MembershipOps + Send + Sync {
 
     /// An fd that polls readable while frames may be queued.
     fn readiness_fd(&self) -> RawFd;
+
+    /// Bytes of `virtio_net_hdr` before each frame received ([`RxFrame::packet`]) and sent.
+    fn vnet_hdr_len(&self) -> usize {
+        0
+    }
 }
 
 /// One upper (macvlan) device as a data-plane worker sees it.
@@ -68,6 +73,11 @@ pub trait UpperIo: Send + Sync {
 
     /// An fd that polls readable while frames may be queued for [`read`](Self::read).
     fn readiness_fd(&self) -> RawFd;
+
+    /// Bytes of `virtio_net_hdr` before each frame read and written.
+    fn vnet_hdr_len(&self) -> usize {
+        0
+    }
 }
 
 impl LowerIo for LowerSocket {
@@ -83,6 +93,9 @@ impl LowerIo for LowerSocket {
     fn readiness_fd(&self) -> RawFd {
         self.as_raw_fd()
     }
+    fn vnet_hdr_len(&self) -> usize {
+        LowerSocket::vnet_hdr_len(self)
+    }
 }
 
 impl UpperIo for Tap {
@@ -97,6 +110,9 @@ impl UpperIo for Tap {
     }
     fn readiness_fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+    fn vnet_hdr_len(&self) -> usize {
+        Tap::vnet_hdr_len(self)
     }
 }
 

@@ -252,6 +252,13 @@ pub(crate) fn tun_set_carrier(fd: &impl AsRawFd, on: bool) -> io::Result<()> {
     .map(drop)
 }
 
+/// `ioctl(tun_fd, TUNSETOFFLOAD, flags)`: the offloads the fd's reader accepts.
+pub(crate) fn tun_set_offload(fd: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) })
+        .map(drop)
+}
+
 /// `ioctl(2)` with no argument; returns the non-negative result (e.g. a new fd).
 pub(crate) fn ioctl_none(fd: &impl AsRawFd, req: libc::Ioctl) -> io::Result<libc::c_int> {
     // SAFETY: the argument is the integer 0, never a pointer into our memory: a request that

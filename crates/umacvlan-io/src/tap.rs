@@ -48,7 +48,25 @@ impl Tap {
         }
         req.set_flags(flags as i16);
         sys::ioctl_ifreq(&fd, IfreqIoctl::TunSetIff, &mut req)?;
+        if opts.vnet_hdr {
+            // We pass checksum and GSO state on to the lower untouched, so we take frames with
+            // partial checksums and TCP/UDP super-frames (UDP segmentation needs Linux ≥ 6.2).
+            let base = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+            const TUN_F_USO4: libc::c_uint = 0x20;
+            const TUN_F_USO6: libc::c_uint = 0x40;
+            sys::tun_set_offload(&fd, base | TUN_F_USO4 | TUN_F_USO6)
+                .or_else(|_| sys::tun_set_offload(&fd, base))?;
+        }
         Ok(Tap { fd, opts })
+    }
+
+    /// Bytes of `virtio_net_hdr` in front of every frame read or written (0 or 10).
+    pub fn vnet_hdr_len(&self) -> usize {
+        if self.opts.vnet_hdr {
+            crate::afpacket::VNET_HDR_LEN
+        } else {
+            0
+        }
     }
 
     /// Creates TAP `name` in namespace `netns` (`None`: the caller's). Both the open of

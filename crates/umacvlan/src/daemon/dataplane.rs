@@ -7,6 +7,9 @@
 //!   flow stays on one worker) and reads the TAPs whose id ≡ its index (mod workers).
 //! - Counters are per worker ([`CounterTable`]), summed on read.
 //! - Nothing spins: workers block in epoll, the broadcast worker on a condition variable.
+//! - With vnet headers (`PACKET_VNET_HDR` on the lower, `IFF_VNET_HDR` on the TAPs) every
+//!   packet is `[virtio_net_hdr][frame]`: checksum and GSO state pass through untouched, the
+//!   engine sees the frame, TAPs and the lower get the whole packet.
 
 use super::counters::CounterTable;
 use arc_swap::ArcSwap;
@@ -43,6 +46,8 @@ impl View {
 type BcItem = (Vec<u8>, Option<BcSource>);
 
 struct Shared {
+    /// Bytes of vnet header in front of every frame (the lower's and the TAPs' alike).
+    hdr: usize,
     view: ArcSwap<View>,
     stop: AtomicBool,
     wakes: Vec<EventFd>,
@@ -70,7 +75,9 @@ impl Dataplane {
     /// Starts one worker per lower socket, plus the broadcast worker.
     pub fn start(lowers: Vec<Arc<dyn LowerIo>>, view: View) -> io::Result<Dataplane> {
         let n = lowers.len();
+        let hdr = lowers.first().map_or(0, |l| l.vnet_hdr_len());
         let shared = Arc::new(Shared {
+            hdr,
             view: ArcSwap::from_pointee(view),
             stop: AtomicBool::new(false),
             wakes: (0..n).map(|_| EventFd::new()).collect::<io::Result<_>>()?,
@@ -166,6 +173,8 @@ struct Worker {
     rx: RxOutcome,
     tx: TxOutcome,
     buf: Vec<u8>,
+    /// A reassembled datagram with a blank vnet header in front.
+    whole: Vec<u8>,
     epoch: Instant,
 }
 
@@ -195,6 +204,7 @@ impl Worker {
             rx: RxOutcome::default(),
             tx: TxOutcome::default(),
             buf: vec![0u8; 65536 + 64],
+            whole: Vec::new(),
             epoch: Instant::now(),
         };
         w.sync_uppers();
@@ -290,9 +300,14 @@ impl Worker {
                 if data.len() >= 14 && data[0] & 1 != 0 {
                     let now = self.epoch.elapsed().as_nanos() as u64;
                     match self.defrag.process(data, now) {
-                        Defrag::Whole => receive(shared, self.index, &view, data, &mut self.rx),
+                        Defrag::Whole => {
+                            receive(shared, self.index, &view, frame.packet, &mut self.rx)
+                        }
                         Defrag::Complete(whole) => {
-                            receive(shared, self.index, &view, whole, &mut self.rx)
+                            self.whole.clear();
+                            self.whole.resize(shared.hdr, 0);
+                            self.whole.extend_from_slice(whole);
+                            receive(shared, self.index, &view, &self.whole, &mut self.rx)
                         }
                         Defrag::Held | Defrag::Dropped => {}
                     }
@@ -301,7 +316,7 @@ impl Worker {
                         shared.counters[self.index].defrag_dropped(d);
                     }
                 } else {
-                    receive(shared, self.index, &view, data, &mut self.rx);
+                    receive(shared, self.index, &view, frame.packet, &mut self.rx);
                 }
             }
             if n < self.batch.capacity() {
@@ -322,18 +337,24 @@ impl Worker {
                 Err(_) => return,
             };
             let view = self.shared.view.load();
-            let frame = &self.buf[..len];
-            view.snap.transmit(id, frame, &mut self.tx);
+            let hdr = self.shared.hdr;
+            if len < hdr {
+                continue;
+            }
+            let packet = &self.buf[..len];
+            let gso = umacvlan_io::afpacket::vnet_is_gso(&packet[..hdr]);
+            view.snap
+                .transmit_offloaded(id, &packet[hdr..], gso, &mut self.tx);
             let c = &self.shared.counters[self.index];
             for d in &self.tx.deliveries {
-                deliver(&view, c, d, frame);
+                deliver(&view, c, d, packet);
             }
             if self.tx.lower_rx_dropped {
                 c.lower_rx_dropped();
             }
             if self.tx.tx_bytes > 0 {
                 let ok = if self.tx.to_wire {
-                    self.lower.send(frame).is_ok()
+                    self.lower.send(packet).is_ok()
                 } else {
                     true
                 };
@@ -345,24 +366,26 @@ impl Worker {
     }
 }
 
-/// Writes one delivery (unless refused) and counts it.
+/// Writes one delivery (unless refused) and counts it. `packet` is the vnet header (if any)
+/// and the frame.
 #[inline]
-fn deliver(view: &View, c: &CounterTable, d: &umacvlan_core::engine::Delivery, frame: &[u8]) {
-    let written = !d.refused && view.upper(d.dev).is_some_and(|u| u.write(frame).is_ok());
+fn deliver(view: &View, c: &CounterTable, d: &umacvlan_core::engine::Delivery, packet: &[u8]) {
+    let written = !d.refused && view.upper(d.dev).is_some_and(|u| u.write(packet).is_ok());
     c.delivery(d, written);
 }
 
-/// Runs one frame from the wire through the engine and carries out the outcome.
-fn receive(shared: &Shared, worker: usize, view: &View, frame: &[u8], rx: &mut RxOutcome) {
-    view.snap.receive(frame, rx);
+/// Runs one packet from the wire through the engine and carries out the outcome.
+fn receive(shared: &Shared, worker: usize, view: &View, packet: &[u8], rx: &mut RxOutcome) {
+    view.snap
+        .receive(&packet[shared.hdr.min(packet.len())..], rx);
     let c = &shared.counters[worker];
     for d in &rx.deliveries {
-        deliver(view, c, d, frame);
+        deliver(view, c, d, packet);
     }
     if let Some(src) = rx.enqueue {
         let cap = view.snap.bc_queue_len();
         let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
-        if q.push((frame.to_vec(), src), cap).is_err() {
+        if q.push((packet.to_vec(), src), cap).is_err() {
             c.lower_rx_dropped();
         } else {
             shared.bc_cv.notify_one();
@@ -389,11 +412,12 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
         };
         let view = shared.view.load_full();
         let c = &shared.counters[index];
-        for (frame, src) in items {
+        for (packet, src) in items {
             out.clear();
-            view.snap.flood_from_wire(&frame, src, &mut out);
+            view.snap
+                .flood_from_wire(&packet[shared.hdr.min(packet.len())..], src, &mut out);
             for d in &out {
-                deliver(&view, c, d, &frame);
+                deliver(&view, c, d, &packet);
             }
         }
     }

@@ -362,6 +362,7 @@ impl Manager {
                 }),
                 rcvbuf: Some(4 << 20),
                 sndbuf: Some(4 << 20),
+                vnet_hdr: true,
                 ..LowerOptions::default()
             };
             lowers.push(Arc::new(LowerSocket::open(lower, &opts)?));
@@ -891,7 +892,15 @@ fn netns_text(r: &NetnsRef) -> String {
 
 /// Creates a macvlan's TAP with its MAC, MTU, carrier and admin state.
 fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult<Tap> {
-    let tap = Tap::create_in(ns, &dev.name, TapOptions::default())?;
+    // Vnet headers on both sides: partial checksums and GSO super-frames pass through.
+    let tap = Tap::create_in(
+        ns,
+        &dev.name,
+        TapOptions {
+            vnet_hdr: true,
+            multi_queue: false,
+        },
+    )?;
     tap.set_mac(dev.mac)?;
     tap.set_mtu(dev.mtu)?;
     tap.set_carrier(carrier)?;

@@ -1,0 +1,311 @@
+//! Comparing two recordings, and the two lists every disagreement is checked against:
+//! [`DEVIATIONS`] (deliberate: what a TAP + AF_PACKET design cannot do) and
+//! [`KNOWN_DAEMON_BUGS`] (to be fixed in the daemon; the lead empties the list as they are).
+//! Anything else fails the test.
+
+use super::world::{Entry, FrameMeta, Obs, Seen};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One disagreement.
+#[derive(Clone, Debug)]
+pub struct Diff {
+    pub scenario: String,
+    /// The recording key (step and label).
+    pub key: String,
+    /// "frame", "counters", "control", "command", "details", "sys", "lower", "structure".
+    pub kind: &'static str,
+    /// The device/point the entry is about.
+    pub dev: String,
+    /// The step of a frame or counter entry (0: none).
+    pub step: u32,
+    /// What differs: a point (frames), a counter, a JSON path, "send", "result".
+    pub item: String,
+    pub kernel: String,
+    pub user: String,
+    /// Frames: the injected frame.
+    pub meta: Option<FrameMeta>,
+    /// Frames: the copies seen at `item`.
+    pub kseen: Vec<Seen>,
+    pub useen: Vec<Seen>,
+    /// Counters: both values, and the user world's side information.
+    pub kval: i64,
+    pub uval: i64,
+    pub uaux: BTreeMap<String, i64>,
+}
+
+impl Diff {
+    fn new(scenario: &str, e: &Entry, item: &str, kernel: String, user: String) -> Diff {
+        Diff {
+            scenario: scenario.to_string(),
+            key: e.key.clone(),
+            kind: e.kind,
+            dev: e.dev.clone(),
+            step: e.step,
+            item: item.to_string(),
+            kernel,
+            user,
+            meta: None,
+            kseen: Vec::new(),
+            useen: Vec::new(),
+            kval: 0,
+            uval: 0,
+            uaux: BTreeMap::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Diff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {} :: {}", self.scenario, self.key, self.item)?;
+        if let Some(m) = &self.meta {
+            write!(f, " (frame {} from {})", m.desc, m.from)?;
+        }
+        write!(f, "\n      kernel:   {}\n      umacvlan: {}", self.kernel, self.user)
+    }
+}
+
+fn seen_text(v: &[Seen]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Flattens JSON into path → scalar text.
+fn flatten(v: &Value, path: &str, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                flatten(x, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {
+            out.insert(if path.is_empty() { ".".into() } else { path.to_string() }, v.to_string());
+        }
+    }
+}
+
+/// Tallies of one comparison.
+#[derive(Default, Debug, Clone)]
+pub struct Tally {
+    pub frames: usize,
+    pub controls: usize,
+    pub counters: usize,
+    pub views: usize,
+    /// Entries that agree exactly.
+    pub agree: usize,
+    /// Entries with at least one difference.
+    pub disagree: usize,
+}
+
+/// Compares two recordings of one scenario.
+pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<Diff> {
+    let mut diffs = Vec::new();
+    if k.len() != u.len() || k.iter().zip(u).any(|(a, b)| a.key != b.key) {
+        let e = k.first().or(u.first()).cloned();
+        if let Some(e) = e {
+            let ks: Vec<&str> = k.iter().map(|e| e.key.as_str()).collect();
+            let us: Vec<&str> = u.iter().map(|e| e.key.as_str()).collect();
+            let mut d = Diff::new(scenario, &e, "recording", format!("{ks:?}"), format!("{us:?}"));
+            d.kind = "structure";
+            diffs.push(d);
+        }
+        return diffs;
+    }
+    for (a, b) in k.iter().zip(u) {
+        let before = diffs.len();
+        match (&a.obs, &b.obs) {
+            (Obs::Frame { meta, sent: ks, seen: kseen }, Obs::Frame { sent: us, seen: useen, .. }) => {
+                t.frames += 1;
+                if ks != us {
+                    let mut d = Diff::new(scenario, a, "send", ks.clone(), us.clone());
+                    d.meta = Some(meta.clone());
+                    diffs.push(d);
+                }
+                let pts: BTreeSet<&String> = kseen.keys().chain(useen.keys()).collect();
+                for p in pts {
+                    let kv = kseen.get(p).cloned().unwrap_or_default();
+                    let uv = useen.get(p).cloned().unwrap_or_default();
+                    if kv != uv {
+                        let mut d = Diff::new(scenario, a, p, seen_text(&kv), seen_text(&uv));
+                        d.meta = Some(meta.clone());
+                        d.kseen = kv;
+                        d.useen = uv;
+                        diffs.push(d);
+                    }
+                }
+            }
+            (Obs::Counters { delta: kd, .. }, Obs::Counters { delta: ud, aux }) => {
+                t.counters += 1;
+                match (kd, ud) {
+                    (Some(kd), Some(ud)) => {
+                        for (f, kv) in kd {
+                            let uv = ud.get(f).copied().unwrap_or(0);
+                            if *kv != uv {
+                                let mut d = Diff::new(scenario, a, f, kv.to_string(), uv.to_string());
+                                d.kval = *kv;
+                                d.uval = uv;
+                                d.uaux = aux.clone();
+                                diffs.push(d);
+                            }
+                        }
+                    }
+                    (None, None) => {}
+                    (kd, ud) => diffs.push(Diff::new(scenario, a, "device", format!("{kd:?}"), format!("{ud:?}"))),
+                }
+            }
+            (Obs::Control { out: ko, .. }, Obs::Control { out: uo, .. }) => {
+                t.controls += 1;
+                if ko != uo {
+                    diffs.push(Diff::new(scenario, a, "result", ko.to_string(), uo.to_string()));
+                }
+            }
+            (Obs::Json(kv), Obs::Json(uv)) => {
+                t.views += 1;
+                if kv != uv {
+                    let mut km = BTreeMap::new();
+                    let mut um = BTreeMap::new();
+                    flatten(kv, "", &mut km);
+                    flatten(uv, "", &mut um);
+                    let paths: BTreeSet<&String> = km.keys().chain(um.keys()).collect();
+                    for p in paths {
+                        let x = km.get(p).cloned().unwrap_or_else(|| "(absent)".into());
+                        let y = um.get(p).cloned().unwrap_or_else(|| "(absent)".into());
+                        if x != y {
+                            diffs.push(Diff::new(scenario, a, p, x, y));
+                        }
+                    }
+                }
+            }
+            _ => diffs.push(Diff::new(scenario, a, "kind", format!("{:?}", a.kind), format!("{:?}", b.kind))),
+        }
+        if diffs.len() == before {
+            t.agree += 1;
+        } else {
+            t.disagree += 1;
+        }
+    }
+    diffs
+}
+
+/// A rule that explains disagreements.
+pub struct Rule {
+    pub id: &'static str,
+    pub reason: &'static str,
+    pub applies: fn(&Diff) -> bool,
+}
+
+/// The mode a scenario gives a macvlan, from its name (b…=bridge, v…=vepa, p…=private,
+/// s…=source, pt…=passthru).
+pub fn mode_of(dev: &str) -> &'static str {
+    if dev.starts_with("pt") {
+        "passthru"
+    } else if dev.starts_with('b') {
+        "bridge"
+    } else if dev.starts_with('v') {
+        "vepa"
+    } else if dev.starts_with('p') {
+        "private"
+    } else if dev.starts_with('s') {
+        "source"
+    } else {
+        ""
+    }
+}
+
+fn is_macvlan_point(p: &str) -> bool {
+    !matches!(p, "ext" | "low" | "br")
+}
+
+fn group(mac: &str) -> bool {
+    u8::from_str_radix(&mac[..2], 16).is_ok_and(|b| b & 1 == 1)
+}
+
+/// Same copies, except that the kernel says HOST where umacvlan says OTHERHOST.
+fn host_vs_otherhost(d: &Diff) -> bool {
+    d.kseen.len() == d.useen.len()
+        && !d.kseen.is_empty()
+        && d.kseen.iter().zip(&d.useen).all(|(k, u)| {
+            k.len == u.len && k.vlan == u.vlan && (k.pkt == u.pkt || (k.pkt == "HOST" && u.pkt == "OTHERHOST"))
+        })
+}
+
+/// Deliberate deviations: things a TAP + AF_PACKET design cannot reproduce.
+pub static DEVIATIONS: &[Rule] = &[
+    Rule {
+        id: "bridge-local-not-on-lower",
+        reason: "bridge-mode unicast between siblings: the kernel loops it through the lower's \
+                 receive path (dev_forward_skb), so packet taps on the lower see it; umacvlan \
+                 switches it in userspace and cannot inject into the lower's receive path",
+        applies: |d| {
+            d.kind == "frame"
+                && d.item == "low"
+                && d.meta.as_ref().is_some_and(|m| mode_of(&m.from) == "bridge" && !group(&m.dst))
+                && d.useen.is_empty()
+                && d.kseen.len() == 1
+                && matches!(d.kseen[0].pkt, "HOST" | "OTHERHOST")
+        },
+    },
+    Rule {
+        id: "pkt-type-set-by-tap",
+        reason: "the kernel sets skb->pkt_type = PACKET_HOST on passthru deliveries and on \
+                 source-mode copies of frames for the lower's own MAC; a TAP classifies by \
+                 its own MAC (eth_type_trans), so those copies arrive as OTHERHOST",
+        applies: |d| {
+            d.kind == "frame"
+                && is_macvlan_point(&d.item)
+                && matches!(mode_of(&d.item), "passthru" | "source")
+                && host_vs_otherhost(d)
+        },
+    },
+    Rule {
+        id: "stack-drops-on-tap",
+        reason: "the kernel folds the netdev's core drops (frames the macvlan's own stack \
+                 discards, e.g. VLAN-tagged frames no VLAN device claims) into the macvlan's \
+                 rx_dropped; with a TAP the stack counts them on the TAP netdev (`ip -s link` \
+                 in the macvlan's namespace), not in the daemon's macvlan counters",
+        applies: |d| {
+            d.kind == "counters"
+                && d.item == "rx_dropped"
+                && d.kval > d.uval
+                && d.kval - d.uval <= d.uaux.get("tap_rx_dropped").copied().unwrap_or(0)
+        },
+    },
+    Rule {
+        id: "lower-rx-dropped",
+        reason: "rx_dropped of the lower netdev: the kernel charges broadcast-queue overflow to \
+                 it and counts frames its rx_handler passed up that no protocol takes; umacvlan \
+                 has no rx_handler and cannot charge the lower's netdev counters",
+        applies: |d| d.kind == "counters" && d.dev == "low" && d.item == "rx_dropped",
+    },
+    Rule {
+        id: "mc-filter-hash-collision",
+        reason: "the kernel's per-macvlan multicast filter is a 256-bit hash salted per device, \
+                 so a group the macvlan did not join can collide with one it did and get \
+                 through; umacvlan's filter is exact (spec §5 allows it)",
+        applies: |d| {
+            d.kind == "frame"
+                && is_macvlan_point(&d.item)
+                && d.meta.as_ref().is_some_and(|m| group(&m.dst) && m.dst != "ff:ff:ff:ff:ff:ff")
+                && d.useen.is_empty()
+                && d.kseen.len() == 1
+                && d.kseen[0].pkt == "MULTICAST"
+        },
+    },
+];
+
+/// Daemon bugs found by this suite (reported to the lead with a reproduction). A scenario
+/// step matching one of these passes; once fixed, delete the entry (the summary says when
+/// an entry no longer matches anything).
+pub static KNOWN_DAEMON_BUGS: &[Rule] = &[];
+
+/// The first rule of `rules` that explains `d`.
+pub fn explain<'a>(rules: &'a [Rule], d: &Diff) -> Option<&'a Rule> {
+    rules.iter().find(|r| (r.applies)(d))
+}
