@@ -196,10 +196,10 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
     println!();
     for (i, (from, _, _)) in nodes.iter().enumerate() {
         print!("      {from:>9}");
-        for j in 0..nodes.len() {
+        for (j, reached) in results[i].iter().enumerate() {
             let cell = if i == j {
                 "-"
-            } else if results[i][j] {
+            } else if *reached {
                 "yes"
             } else {
                 "no"
