@@ -235,18 +235,18 @@ fn lower_down_carrier_off_and_lower_deleted_removes_macvlans() {
     let (mut lab, host, _ext) = base("d-lower", false);
     let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
     // The TAP's carrier: LOWER_UP while the lower has carrier, NO-CARRIER otherwise.
-    let flags = |lab: &Lab| {
+    let flags = || {
         lab::must(&["ip", "-n", &a, "-j", "link", "show", "mva"])
             .map(|o| serde_json::from_str::<serde_json::Value>(&o).unwrap()[0]["flags"].clone())
             .unwrap()
     };
     let has = |v: &serde_json::Value, f: &str| v.as_array().unwrap().iter().any(|x| x == f);
-    wait_for("carrier on the TAP", || has(&flags(&lab), "LOWER_UP"));
+    wait_for("carrier on the TAP", || has(&flags(), "LOWER_UP"));
     lab::must(&["ip", "-n", &host, "link", "set", "eth0", "down"]).unwrap();
-    wait_for("carrier off on the TAP", || has(&flags(&lab), "NO-CARRIER"));
+    wait_for("carrier off on the TAP", || has(&flags(), "NO-CARRIER"));
     assert_eq!(link(&show_json(&lab), "mva")["operstate"], "LOWERLAYERDOWN");
     lab::must(&["ip", "-n", &host, "link", "set", "eth0", "up"]).unwrap();
-    wait_for("carrier back", || has(&flags(&lab), "LOWER_UP"));
+    wait_for("carrier back", || has(&flags(), "LOWER_UP"));
     // Lower MTU lowered: the macvlan follows; raised: it does not.
     lab::must(&["ip", "-n", &host, "link", "set", "eth0", "mtu", "1400"]).unwrap();
     wait_for("mtu follows", || {
