@@ -60,6 +60,8 @@ pub enum Request {
         /// One device, or all when `None`.
         name: Option<String>,
     },
+    /// Port-wide state and drop counters of every lower: answered with [`Response::Ports`].
+    PortShow,
 }
 
 /// `link add [link] LOWER name NAME [address MAC] [mtu N] [netns NS] type macvlan …`.
@@ -117,6 +119,11 @@ pub enum Response {
     Links {
         /// The macvlans, in creation order.
         links: Vec<LinkInfo>,
+    },
+    /// Answer to [`Request::PortShow`].
+    Ports {
+        /// One entry per lower device with macvlans.
+        ports: Vec<PortInfo>,
     },
     /// The request was refused; nothing changed.
     Error {
@@ -200,4 +207,82 @@ pub struct Stats64 {
     pub tx_errors: u64,
     /// tx_dropped.
     pub tx_dropped: u64,
+}
+
+/// One lower device and what umacvlan counts for it beyond the macvlans' own counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PortInfo {
+    /// The lower's name.
+    pub lower: String,
+    /// The lower's ifindex.
+    pub ifindex: u32,
+    /// Its macvlans, in creation order.
+    pub devices: Vec<String>,
+    /// `usedbcqueuelen`.
+    pub bc_queue_len: u32,
+    /// `bclim`.
+    pub bc_cutoff: i32,
+    /// Frames the kernel would count in the lower's rx_dropped (broadcast queue full, local
+    /// bridge frames the lower refused).
+    pub lower_rx_dropped: u64,
+    /// Malformed frames dropped.
+    pub malformed: u64,
+    /// IPv4 fragments dropped by reassembly.
+    pub defrag_dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The protocol examples in the README parse and print as shown.
+    #[test]
+    fn readme_examples_round_trip() {
+        let add: Envelope = serde_json::from_str(
+            r#"{"version":1,"request":{"op":"link_add","lower":"eth0","name":"mv0","netns":{"name":"blue"},"up":true,
+                "macvlan":{"mode":4,"flags":0,"bcqueuelen":1000}}}"#,
+        )
+        .unwrap();
+        match &add.request {
+            Request::LinkAdd(a) => {
+                assert_eq!(
+                    (a.lower.as_str(), a.name.as_str(), a.up),
+                    ("eth0", "mv0", true)
+                );
+                assert_eq!(a.netns, Some(NetnsRef::Name("blue".into())));
+                assert_eq!(a.macvlan.mode, Some(4));
+            }
+            other => panic!("{other:?}"),
+        }
+        let set: Envelope = serde_json::from_str(
+            r#"{"version":1,"request":{"op":"link_set","name":"mv0","mtu":9000}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            set.request,
+            Request::LinkSet(LinkSet {
+                mtu: Some(9000),
+                ..
+            })
+        ));
+        let mac: umacvlan_core::engine::MacAddrOp =
+            serde_json::from_str(r#"{"op":"set","macs":["02:00:00:00:00:01"]}"#).unwrap();
+        assert_eq!(
+            mac,
+            umacvlan_core::engine::MacAddrOp::Set(vec!["02:00:00:00:00:01".parse().unwrap()])
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Ok).unwrap(),
+            r#"{"status":"ok"}"#
+        );
+        let e = Response::Error {
+            errno: 22,
+            message: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"status":"error","errno":22,"message":null}"#
+        );
+    }
 }

@@ -463,3 +463,56 @@ fn control_errors_come_back_like_iproute2_and_change_nothing() {
     assert_eq!(show_json(&lab)[0]["linkinfo"], before[0]["linkinfo"]);
     assert_eq!(show_json(&lab)[0]["mtu"], before[0]["mtu"]);
 }
+
+#[test]
+fn the_counter_views_agree() {
+    need_root!();
+    let mut lab = Lab::new("d-views", std::path::Path::new(BIN));
+    let host = lab.ns("host").unwrap();
+    let ext = lab.ns("ext").unwrap();
+    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
+    lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
+    lab.start_daemon(&host, &["--metrics", "127.0.0.1:9478"])
+        .unwrap();
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    assert!(lab.ping(&a, "10.50.0.1", 3));
+    let link_json = show_json(&lab);
+    let rx = link(&link_json, "mva")["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap();
+    assert!(rx >= 3);
+    // The sysfs-like tree (rewritten within a second).
+    let tree = format!("{}.net/mva/statistics/rx_packets", lab.socket().display());
+    wait_for("tree written", || {
+        std::fs::read_to_string(&tree).is_ok_and(|t| t.trim() == rx.to_string())
+    });
+    // /proc/net/dev layout.
+    let table = lab.cli_ok(&["stats"]).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("mva:"))
+        .expect("mva row");
+    assert_eq!(
+        row.split_whitespace().nth(2).unwrap(),
+        rx.to_string(),
+        "{table}"
+    );
+    // Prometheus, from inside the daemon's namespace (it binds that namespace's loopback).
+    let ns = umacvlan_io::netns::NetnsHandle::from_name(&host).unwrap();
+    let body = ns
+        .run_in(|| {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect("127.0.0.1:9478").unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            s
+        })
+        .unwrap();
+    let want = format!(
+        "node_network_receive_packets_total{{device=\"mva\",lower=\"eth0\",mode=\"bridge\"}} {rx}"
+    );
+    assert!(body.contains(&want), "{want} not in:\n{body}");
+    assert!(body.contains("umacvlan_port_drops_total{lower=\"eth0\",reason=\"malformed\"} 0"));
+}

@@ -179,6 +179,10 @@ pub fn render(opts: &GlobalOpts, action: &Action, resp: Response) -> Exit {
             "umacvlan: bad answer from the daemon: a second hello\n".into(),
             1,
         ),
+        Response::Ports { .. } => fail(
+            "umacvlan: bad answer from the daemon: a port list to a link request\n".into(),
+            1,
+        ),
     }
 }
 

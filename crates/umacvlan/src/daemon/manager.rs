@@ -7,7 +7,7 @@
 
 use super::dataplane::{Dataplane, View};
 use crate::proto::{
-    LinkAdd, LinkInfo, LinkSet, NetnsRef, Request, Response, Stats64, PROTOCOL_VERSION,
+    LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
 use std::collections::BTreeMap;
 use std::io;
@@ -202,6 +202,7 @@ impl Manager {
                 }
             }
             Request::LinkShow { name } => return self.show(name.as_deref()),
+            Request::PortShow => return self.ports_info(),
             Request::LinkAdd(a) => self.link_add(&a),
             Request::LinkSet(s) => self.link_set(&s),
             Request::LinkDel { name } => self.link_del(&name),
@@ -568,6 +569,27 @@ impl Manager {
         Response::Links {
             links: all.into_iter().map(|(_, l)| l).collect(),
         }
+    }
+
+    fn ports_info(&self) -> Response {
+        let ports = self
+            .ports
+            .iter()
+            .map(|(ifindex, pe)| {
+                let c = pe.dp.port_counters();
+                PortInfo {
+                    lower: pe.port.lower().name.clone(),
+                    ifindex: *ifindex,
+                    devices: pe.port.devices().iter().map(|d| d.name.clone()).collect(),
+                    bc_queue_len: pe.port.bc_queue_len_used(),
+                    bc_cutoff: pe.port.bc_cutoff(),
+                    lower_rx_dropped: c.lower_rx_dropped,
+                    malformed: c.malformed,
+                    defrag_dropped: c.defrag_dropped,
+                }
+            })
+            .collect();
+        Response::Ports { ports }
     }
 
     // ----- following the system -------------------------------------------------------------

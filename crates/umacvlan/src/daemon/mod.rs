@@ -9,6 +9,7 @@ pub mod counters;
 pub mod dataplane;
 pub mod manager;
 pub mod state;
+pub mod stats;
 
 use clap::Parser;
 use manager::{Manager, ManagerOptions};
@@ -37,6 +38,13 @@ pub struct DaemonArgs {
     /// Data-plane workers per lower device (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Directory of the sysfs-like counter tree (`DIR/NAME/statistics/<counter>`); default
+    /// `/run/umacvlan/net` with the default socket, else `SOCKET.net`.
+    #[arg(long)]
+    pub stats_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9478`; loopback unless told).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -105,6 +113,19 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             .name("umv-accept".into())
             .spawn(move || control::serve(listener, inbox))?;
     }
+    if let Some(addr) = args.metrics {
+        stats::serve_metrics(addr, inbox.clone())?;
+    }
+    let stats_dir = args.stats_dir.clone().unwrap_or_else(|| {
+        if args.socket == std::path::Path::new(crate::proto::DEFAULT_SOCKET) {
+            PathBuf::from("/run/umacvlan/net")
+        } else {
+            let mut p = args.socket.clone().into_os_string();
+            p.push(".net");
+            PathBuf::from(p)
+        }
+    });
+    let mut tree = stats::StatsTree::new(stats_dir);
     tracing::info!(socket = %args.socket.display(), workers, "umacvlan daemon ready");
 
     let epoll = Epoll::new()?;
@@ -179,6 +200,13 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
             }
         }
+        if let crate::proto::Response::Links { links } =
+            mgr.handle(crate::proto::Request::LinkShow { name: None })
+        {
+            if let Err(e) = tree.update(&links) {
+                tracing::warn!("cannot write the statistics tree: {e}");
+            }
+        }
         if let Some(p) = &args.state {
             let now = mgr.config();
             if now != saved {
@@ -199,6 +227,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         });
     }
     mgr.shutdown();
+    tree.remove();
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
 }

@@ -61,7 +61,11 @@ impl std::fmt::Display for Diff {
         if let Some(m) = &self.meta {
             write!(f, " (frame {} from {})", m.desc, m.from)?;
         }
-        write!(f, "\n      kernel:   {}\n      umacvlan: {}", self.kernel, self.user)
+        write!(
+            f,
+            "\n      kernel:   {}\n      umacvlan: {}",
+            self.kernel, self.user
+        )
     }
 }
 
@@ -69,7 +73,10 @@ fn seen_text(v: &[Seen]) -> String {
     if v.is_empty() {
         return "-".into();
     }
-    v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Flattens JSON into path → scalar text.
@@ -86,7 +93,14 @@ fn flatten(v: &Value, path: &str, out: &mut BTreeMap<String, String>) {
             }
         }
         _ => {
-            out.insert(if path.is_empty() { ".".into() } else { path.to_string() }, v.to_string());
+            out.insert(
+                if path.is_empty() {
+                    ".".into()
+                } else {
+                    path.to_string()
+                },
+                v.to_string(),
+            );
         }
     }
 }
@@ -112,7 +126,13 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
         if let Some(e) = e {
             let ks: Vec<&str> = k.iter().map(|e| e.key.as_str()).collect();
             let us: Vec<&str> = u.iter().map(|e| e.key.as_str()).collect();
-            let mut d = Diff::new(scenario, &e, "recording", format!("{ks:?}"), format!("{us:?}"));
+            let mut d = Diff::new(
+                scenario,
+                &e,
+                "recording",
+                format!("{ks:?}"),
+                format!("{us:?}"),
+            );
             d.kind = "structure";
             diffs.push(d);
         }
@@ -121,7 +141,18 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
     for (a, b) in k.iter().zip(u) {
         let before = diffs.len();
         match (&a.obs, &b.obs) {
-            (Obs::Frame { meta, sent: ks, seen: kseen }, Obs::Frame { sent: us, seen: useen, .. }) => {
+            (
+                Obs::Frame {
+                    meta,
+                    sent: ks,
+                    seen: kseen,
+                },
+                Obs::Frame {
+                    sent: us,
+                    seen: useen,
+                    ..
+                },
+            ) => {
                 t.frames += 1;
                 if ks != us {
                     let mut d = Diff::new(scenario, a, "send", ks.clone(), us.clone());
@@ -148,7 +179,8 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                         for (f, kv) in kd {
                             let uv = ud.get(f).copied().unwrap_or(0);
                             if *kv != uv {
-                                let mut d = Diff::new(scenario, a, f, kv.to_string(), uv.to_string());
+                                let mut d =
+                                    Diff::new(scenario, a, f, kv.to_string(), uv.to_string());
                                 d.kval = *kv;
                                 d.uval = uv;
                                 d.uaux = aux.clone();
@@ -157,13 +189,25 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                         }
                     }
                     (None, None) => {}
-                    (kd, ud) => diffs.push(Diff::new(scenario, a, "device", format!("{kd:?}"), format!("{ud:?}"))),
+                    (kd, ud) => diffs.push(Diff::new(
+                        scenario,
+                        a,
+                        "device",
+                        format!("{kd:?}"),
+                        format!("{ud:?}"),
+                    )),
                 }
             }
             (Obs::Control { out: ko, .. }, Obs::Control { out: uo, .. }) => {
                 t.controls += 1;
                 if ko != uo {
-                    diffs.push(Diff::new(scenario, a, "result", ko.to_string(), uo.to_string()));
+                    diffs.push(Diff::new(
+                        scenario,
+                        a,
+                        "result",
+                        ko.to_string(),
+                        uo.to_string(),
+                    ));
                 }
             }
             (Obs::Json(kv), Obs::Json(uv)) => {
@@ -183,7 +227,13 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                     }
                 }
             }
-            _ => diffs.push(Diff::new(scenario, a, "kind", format!("{:?}", a.kind), format!("{:?}", b.kind))),
+            _ => diffs.push(Diff::new(
+                scenario,
+                a,
+                "kind",
+                format!("{:?}", a.kind),
+                format!("{:?}", b.kind),
+            )),
         }
         if diffs.len() == before {
             t.agree += 1;
@@ -232,7 +282,9 @@ fn host_vs_otherhost(d: &Diff) -> bool {
     d.kseen.len() == d.useen.len()
         && !d.kseen.is_empty()
         && d.kseen.iter().zip(&d.useen).all(|(k, u)| {
-            k.len == u.len && k.vlan == u.vlan && (k.pkt == u.pkt || (k.pkt == "HOST" && u.pkt == "OTHERHOST"))
+            k.len == u.len
+                && k.vlan == u.vlan
+                && (k.pkt == u.pkt || (k.pkt == "HOST" && u.pkt == "OTHERHOST"))
         })
 }
 
@@ -246,7 +298,9 @@ pub static DEVIATIONS: &[Rule] = &[
         applies: |d| {
             d.kind == "frame"
                 && d.item == "low"
-                && d.meta.as_ref().is_some_and(|m| mode_of(&m.from) == "bridge" && !group(&m.dst))
+                && d.meta
+                    .as_ref()
+                    .is_some_and(|m| mode_of(&m.from) == "bridge" && !group(&m.dst))
                 && d.useen.is_empty()
                 && d.kseen.len() == 1
                 && matches!(d.kseen[0].pkt, "HOST" | "OTHERHOST")
@@ -292,7 +346,9 @@ pub static DEVIATIONS: &[Rule] = &[
         applies: |d| {
             d.kind == "frame"
                 && is_macvlan_point(&d.item)
-                && d.meta.as_ref().is_some_and(|m| group(&m.dst) && m.dst != "ff:ff:ff:ff:ff:ff")
+                && d.meta
+                    .as_ref()
+                    .is_some_and(|m| group(&m.dst) && m.dst != "ff:ff:ff:ff:ff:ff")
                 && d.useen.is_empty()
                 && d.kseen.len() == 1
                 && d.kseen[0].pkt == "MULTICAST"

@@ -21,7 +21,11 @@ enum Body {
     /// One fragment of a UDP/IPv4 datagram (10.99.0.1 → `dst_ip`) of 64 UDP bytes split in
     /// two 32-byte fragments; the tag is in both fragments' data, so the reassembled
     /// datagram contains it too.
-    Ipv4Frag { ident: u16, second: bool, dst_ip: [u8; 4] },
+    Ipv4Frag {
+        ident: u16,
+        second: bool,
+        dst_ip: [u8; 4],
+    },
 }
 
 /// A frame to inject, built once its tag is known.
@@ -146,7 +150,10 @@ impl Frame {
         match &self.body {
             Body::Tagged => s += &format!(" len {}", self.len),
             Body::Ipv4Frag { ident, second, .. } => {
-                s += &format!(" ipv4 frag id {ident} {}", if *second { "2/2" } else { "1/2" })
+                s += &format!(
+                    " ipv4 frag id {ident} {}",
+                    if *second { "2/2" } else { "1/2" }
+                )
             }
         }
         s

@@ -222,7 +222,10 @@ impl World {
 
     fn make_veth(&self) -> Result<(), String> {
         let (h, x) = (self.h.as_str(), self.x.as_str());
-        lab_must(&["ip", "-n", h, "link", "add", "low0", "type", "veth", "peer", "name", "ext0", "netns", x])?;
+        lab_must(&[
+            "ip", "-n", h, "link", "add", "low0", "type", "veth", "peer", "name", "ext0", "netns",
+            x,
+        ])?;
         lab_must(&["ip", "-n", h, "link", "set", "low0", "address", LOWER_MAC])?;
         lab_must(&["ip", "-n", x, "link", "set", "ext0", "address", EXT_MAC])?;
         lab_must(&["ip", "-n", h, "link", "set", "low0", "up"])?;
@@ -242,7 +245,10 @@ impl World {
         if let Some(n) = self.nss.get(dev) {
             return n.clone();
         }
-        let n = self.lab.ns(&format!("d-{dev}")).expect("create a namespace");
+        let n = self
+            .lab
+            .ns(&format!("d-{dev}"))
+            .expect("create a namespace");
         self.nss.insert(dev.to_string(), n.clone());
         n
     }
@@ -377,7 +383,9 @@ impl World {
         for (d, ns) in &self.nss {
             s = s.replace(ns.as_str(), &format!("<ns:{d}>"));
         }
-        s = s.replace(self.h.as_str(), "<ns:h>").replace(self.x.as_str(), "<ns:x>");
+        s = s
+            .replace(self.h.as_str(), "<ns:h>")
+            .replace(self.x.as_str(), "<ns:x>");
         if self.kind == Kind::Kernel {
             s = s
                 .replace(USAGE_61_TAIL, USAGE_CUR_TAIL)
@@ -409,7 +417,15 @@ impl World {
     pub fn ctl(&mut self, words: &[&str]) -> CtlOut {
         let out = self.ctl_quiet(words);
         let shown = words.join(" ");
-        self.push("control", "", &format!("ctl `{shown}`"), Obs::Control { words: shown.clone(), out: out.clone() });
+        self.push(
+            "control",
+            "",
+            &format!("ctl `{shown}`"),
+            Obs::Control {
+                words: shown.clone(),
+                out: out.clone(),
+            },
+        );
         self.details_all();
         out
     }
@@ -458,7 +474,15 @@ impl World {
     pub fn sh(&mut self, who: &str, argv: &[&str]) -> CtlOut {
         let out = self.sh_quiet(who, argv);
         let shown = format!("[{who}] {}", argv.join(" "));
-        self.push("command", "", &shown.clone(), Obs::Control { words: shown, out: out.clone() });
+        self.push(
+            "command",
+            "",
+            &shown.clone(),
+            Obs::Control {
+                words: shown,
+                out: out.clone(),
+            },
+        );
         out
     }
 
@@ -518,7 +542,9 @@ impl World {
             Kind::User => {
                 let r = self.lab.cli(&["-d", "-j", "link", "show", dev]);
                 if r.ok() {
-                    serde_json::from_str::<Value>(&r.stdout).ok().and_then(|v| v.get(0).cloned())
+                    serde_json::from_str::<Value>(&r.stdout)
+                        .ok()
+                        .and_then(|v| v.get(0).cloned())
                 } else {
                     None
                 }
@@ -527,10 +553,22 @@ impl World {
         let Some(mut v) = raw else { return Value::Null };
         if let Some(o) = v.as_object_mut() {
             for k in [
-                "ifindex", "link_index", "link_netnsid", "link_netns", "inet6_addr_gen_mode",
-                "num_tx_queues", "num_rx_queues", "gso_max_size", "gso_max_segs",
-                "tso_max_size", "tso_max_segs", "gro_max_size", "gso_ipv4_max_size",
-                "gro_ipv4_max_size", "parentbus", "parentdev",
+                "ifindex",
+                "link_index",
+                "link_netnsid",
+                "link_netns",
+                "inet6_addr_gen_mode",
+                "num_tx_queues",
+                "num_rx_queues",
+                "gso_max_size",
+                "gso_max_segs",
+                "tso_max_size",
+                "tso_max_segs",
+                "gro_max_size",
+                "gso_ipv4_max_size",
+                "gro_ipv4_max_size",
+                "parentbus",
+                "parentdev",
             ] {
                 o.remove(k);
             }
@@ -544,7 +582,10 @@ impl World {
         let Some(v) = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", dev]) else {
             return Value::Null;
         };
-        let flags: Vec<&str> = v["flags"].as_array().map(|a| a.iter().filter_map(|f| f.as_str()).collect()).unwrap_or_default();
+        let flags: Vec<&str> = v["flags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
+            .unwrap_or_default();
         serde_json::json!({
             "mtu": v["mtu"],
             "address": v["address"],
@@ -568,10 +609,15 @@ impl World {
     /// The lower as the macvlans leave it: promiscuity/allmulti counts, MTU, MAC, state, its
     /// multicast list and its unicast filter (`bridge fdb … self`).
     fn lower_json(&self) -> Value {
-        let Some(v) = Self::json(&["ip", "-n", &self.h, "-d", "-j", "link", "show", "dev", "low0"]) else {
+        let Some(v) = Self::json(&[
+            "ip", "-n", &self.h, "-d", "-j", "link", "show", "dev", "low0",
+        ]) else {
             return Value::Null;
         };
-        let flags: Vec<&str> = v["flags"].as_array().map(|a| a.iter().filter_map(|f| f.as_str()).collect()).unwrap_or_default();
+        let flags: Vec<&str> = v["flags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
+            .unwrap_or_default();
         let fdb = run(&["bridge", "-n", &self.h, "fdb", "show", "dev", "low0"]);
         let mut uc: Vec<String> = fdb
             .stdout
@@ -619,11 +665,18 @@ impl World {
     fn stats_of(v: &Value) -> BTreeMap<String, i64> {
         let mut m = BTreeMap::new();
         for (dir, keys) in [
-            ("rx", &["packets", "bytes", "errors", "dropped", "multicast"][..]),
+            (
+                "rx",
+                &["packets", "bytes", "errors", "dropped", "multicast"][..],
+            ),
             ("tx", &["packets", "bytes", "errors", "dropped"][..]),
         ] {
             for k in keys {
-                let name = if *k == "multicast" { "rx_multicast".to_string() } else { format!("{dir}_{k}") };
+                let name = if *k == "multicast" {
+                    "rx_multicast".to_string()
+                } else {
+                    format!("{dir}_{k}")
+                };
                 m.insert(name, v["stats64"][dir][k].as_i64().unwrap_or(0));
             }
         }
@@ -635,7 +688,9 @@ impl World {
         let user: Option<Vec<Value>> = match self.kind {
             Kind::User => {
                 let r = self.lab.cli(&["-s", "-j", "link", "show"]);
-                serde_json::from_str::<Value>(&r.stdout).ok().and_then(|v| v.as_array().cloned())
+                serde_json::from_str::<Value>(&r.stdout)
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
             }
             Kind::Kernel => None,
         };
@@ -659,7 +714,10 @@ impl World {
         }
         for (p, ns, i) in [("low", &self.h, "low0"), ("ext", &self.x, "ext0")] {
             let v = Self::json(&["ip", "-n", ns, "-s", "-j", "link", "show", "dev", i]);
-            s.insert(p.to_string(), (v.as_ref().map(Self::stats_of), BTreeMap::new()));
+            s.insert(
+                p.to_string(),
+                (v.as_ref().map(Self::stats_of), BTreeMap::new()),
+            );
         }
         s
     }
@@ -695,7 +753,8 @@ impl World {
                 if self.senders.get(point).map(|c| c.ifindex) != Some(i) {
                     self.senders.remove(point);
                     if let Some(sock) = Self::open_sock(&ns, i, false) {
-                        self.senders.insert(point.to_string(), Cap { ifindex: i, sock });
+                        self.senders
+                            .insert(point.to_string(), Cap { ifindex: i, sock });
                     }
                 }
                 match self.senders.get(point) {
@@ -756,20 +815,40 @@ impl World {
                 "frame",
                 &p.meta.from.clone(),
                 &format!("{}: {}", st.label, p.label),
-                Obs::Frame { meta: p.meta, sent: p.sent, seen },
+                Obs::Frame {
+                    meta: p.meta,
+                    sent: p.sent,
+                    seen,
+                },
             );
         }
         let names: Vec<String> = after.keys().cloned().collect();
         for d in names {
             let (a, aux_a) = &after[&d];
-            let (b, aux_b) = st.before.get(&d).cloned().unwrap_or((None, BTreeMap::new()));
+            let (b, aux_b) = st
+                .before
+                .get(&d)
+                .cloned()
+                .unwrap_or((None, BTreeMap::new()));
             let delta = match (a, &b) {
-                (Some(a), Some(b)) => Some(a.iter().map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0))).collect()),
+                (Some(a), Some(b)) => Some(
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0)))
+                        .collect(),
+                ),
                 (Some(a), None) => Some(a.clone()),
                 _ => None,
             };
-            let aux = aux_a.iter().map(|(k, v)| (k.clone(), v - aux_b.get(k).copied().unwrap_or(0))).collect();
-            self.push("counters", &d, &format!("{}: counters {d}", st.label), Obs::Counters { delta, aux });
+            let aux = aux_a
+                .iter()
+                .map(|(k, v)| (k.clone(), v - aux_b.get(k).copied().unwrap_or(0)))
+                .collect();
+            self.push(
+                "counters",
+                &d,
+                &format!("{}: counters {d}", st.label),
+                Obs::Counters { delta, aux },
+            );
         }
         self.cur_step = 0;
     }
@@ -797,7 +876,9 @@ impl World {
                 let h = self.h.clone();
                 self.lab.start_daemon(&h, &[])?;
             }
-            if let Ok(v) = serde_json::from_str::<Value>(&self.lab.cli(&["-j", "link", "show"]).stdout) {
+            if let Ok(v) =
+                serde_json::from_str::<Value>(&self.lab.cli(&["-j", "link", "show"]).stdout)
+            {
                 for l in v.as_array().cloned().unwrap_or_default() {
                     if let Some(n) = l["ifname"].as_str() {
                         let _ = self.lab.cli(&["link", "del", n]);
@@ -824,14 +905,17 @@ impl World {
         }
         let (h, x) = (self.h.clone(), self.x.clone());
         for (ns, i, mac) in [(&h, "low0", LOWER_MAC), (&x, "ext0", EXT_MAC)] {
-            let v = Self::json(&["ip", "-n", ns, "-j", "link", "show", "dev", i]).unwrap_or(Value::Null);
+            let v = Self::json(&["ip", "-n", ns, "-j", "link", "show", "dev", i])
+                .unwrap_or(Value::Null);
             if v["mtu"] != 1500 {
                 lab_must(&["ip", "-n", ns, "link", "set", i, "mtu", "1500"])?;
             }
             if v["address"] != mac {
                 lab_must(&["ip", "-n", ns, "link", "set", i, "address", mac])?;
             }
-            let up = v["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP"));
+            let up = v["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"));
             if !up {
                 lab_must(&["ip", "-n", ns, "link", "set", i, "up"])?;
             }
@@ -847,7 +931,10 @@ impl World {
 
     fn json_all(argv: &[&str]) -> Option<Vec<Value>> {
         let r = run(argv);
-        serde_json::from_str::<Value>(&r.stdout).ok()?.as_array().cloned()
+        serde_json::from_str::<Value>(&r.stdout)
+            .ok()?
+            .as_array()
+            .cloned()
     }
 }
 

@@ -1,0 +1,329 @@
+//! Two more views of the counters, beside `umacvlan -s link show` and `umacvlan stats`:
+//!
+//! - a sysfs-like tree, `DIR/NAME/statistics/<counter>` (read-only files named as the kernel's
+//!   `/sys/class/net/NAME/statistics/`), rewritten when counters change;
+//! - Prometheus text on `--metrics ADDR` (loopback unless told otherwise), with
+//!   node_exporter's netdev metric names, `device`/`lower`/`mode` labels, and umacvlan's
+//!   per-lower drop reasons.
+
+use super::control::Inbox;
+use crate::proto::{LinkInfo, PortInfo, Request, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The kernel's statistics file names, with the value umacvlan has for each (the rest are 0).
+fn counter_files(l: &LinkInfo) -> [(&'static str, u64); 23] {
+    let s = &l.stats;
+    [
+        ("collisions", 0),
+        ("multicast", s.multicast),
+        ("rx_bytes", s.rx_bytes),
+        ("rx_compressed", 0),
+        ("rx_crc_errors", 0),
+        ("rx_dropped", s.rx_dropped),
+        ("rx_errors", s.rx_errors),
+        ("rx_fifo_errors", 0),
+        ("rx_frame_errors", 0),
+        ("rx_length_errors", 0),
+        ("rx_missed_errors", 0),
+        ("rx_nohandler", 0),
+        ("rx_over_errors", 0),
+        ("rx_packets", s.rx_packets),
+        ("tx_aborted_errors", 0),
+        ("tx_bytes", s.tx_bytes),
+        ("tx_carrier_errors", 0),
+        ("tx_compressed", 0),
+        ("tx_dropped", s.tx_dropped),
+        ("tx_errors", s.tx_errors),
+        ("tx_fifo_errors", 0),
+        ("tx_heartbeat_errors", 0),
+        ("tx_packets", s.tx_packets),
+    ]
+}
+
+/// Keeps `DIR/NAME/statistics/*` in step with the macvlans.
+pub struct StatsTree {
+    dir: PathBuf,
+    last: Vec<LinkInfo>,
+}
+
+impl StatsTree {
+    /// A tree under `dir` (created on first write).
+    pub fn new(dir: PathBuf) -> StatsTree {
+        StatsTree {
+            dir,
+            last: Vec::new(),
+        }
+    }
+
+    /// Writes what changed since the last call and removes departed macvlans.
+    pub fn update(&mut self, links: &[LinkInfo]) -> io::Result<()> {
+        if links == self.last.as_slice() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        for l in links {
+            let stats = self.dir.join(&l.ifname).join("statistics");
+            let old = self.last.iter().find(|o| o.ifname == l.ifname);
+            if old.is_some_and(|o| o.stats == l.stats) {
+                continue;
+            }
+            std::fs::create_dir_all(&stats)?;
+            for (name, v) in counter_files(l) {
+                write_readonly(&stats.join(name), &format!("{v}\n"))?;
+            }
+        }
+        let names: BTreeSet<&str> = links.iter().map(|l| l.ifname.as_str()).collect();
+        for gone in self
+            .last
+            .iter()
+            .filter(|o| !names.contains(o.ifname.as_str()))
+        {
+            let _ = std::fs::remove_dir_all(self.dir.join(&gone.ifname));
+        }
+        self.last = links.to_vec();
+        Ok(())
+    }
+
+    /// Removes the whole tree.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Replaces a file atomically with mode 0444.
+fn write_readonly(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))?;
+    std::fs::rename(&tmp, path)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DevLabels {
+    device: String,
+    lower: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    lower: String,
+    reason: String,
+}
+
+/// Renders the Prometheus text exposition of the current counters.
+pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
+    let mut reg = Registry::default();
+    let fam = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<DevLabels, Counter>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let rx_bytes = fam(
+        &mut reg,
+        "node_network_receive_bytes",
+        "Bytes delivered to the macvlan",
+    );
+    let rx_packets = fam(
+        &mut reg,
+        "node_network_receive_packets",
+        "Frames delivered to the macvlan",
+    );
+    let rx_errs = fam(
+        &mut reg,
+        "node_network_receive_errs",
+        "Deliveries that failed (rx_errors)",
+    );
+    let rx_drop = fam(
+        &mut reg,
+        "node_network_receive_drop",
+        "rx_dropped (equal to rx_errors, as the kernel reports it)",
+    );
+    let rx_mc = fam(
+        &mut reg,
+        "node_network_receive_multicast",
+        "Multicast frames delivered to the macvlan",
+    );
+    let tx_bytes = fam(
+        &mut reg,
+        "node_network_transmit_bytes",
+        "Bytes the macvlan sent",
+    );
+    let tx_packets = fam(
+        &mut reg,
+        "node_network_transmit_packets",
+        "Frames the macvlan sent",
+    );
+    let tx_errs = fam(&mut reg, "node_network_transmit_errs", "Transmit errors");
+    let tx_drop = fam(
+        &mut reg,
+        "node_network_transmit_drop",
+        "Frames the macvlan sent that could not be transmitted",
+    );
+    for l in links {
+        let lab = DevLabels {
+            device: l.ifname.clone(),
+            lower: l.link.clone(),
+            mode: l.mode.map(|m| m.to_string()).unwrap_or_default(),
+        };
+        let s = &l.stats;
+        for (f, v) in [
+            (&rx_bytes, s.rx_bytes),
+            (&rx_packets, s.rx_packets),
+            (&rx_errs, s.rx_errors),
+            (&rx_drop, s.rx_dropped),
+            (&rx_mc, s.multicast),
+            (&tx_bytes, s.tx_bytes),
+            (&tx_packets, s.tx_packets),
+            (&tx_errs, s.tx_errors),
+            (&tx_drop, s.tx_dropped),
+        ] {
+            f.get_or_create(&lab).inc_by(v);
+        }
+    }
+    let drops = Family::<DropLabels, Counter>::default();
+    reg.register(
+        "umacvlan_port_drops",
+        "Frames dropped by a port, by reason",
+        drops.clone(),
+    );
+    for p in ports {
+        for (reason, v) in [
+            ("broadcast_queue_full_or_lower_refused", p.lower_rx_dropped),
+            ("malformed", p.malformed),
+            ("defrag", p.defrag_dropped),
+        ] {
+            drops
+                .get_or_create(&DropLabels {
+                    lower: p.lower.clone(),
+                    reason: reason.into(),
+                })
+                .inc_by(v);
+        }
+    }
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+    out
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
+pub fn serve_metrics(addr: SocketAddr, inbox: Arc<Inbox>) -> io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    std::thread::Builder::new()
+        .name("umv-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = metrics_request(conn, &inbox);
+            }
+        })?;
+    Ok(())
+}
+
+fn metrics_request(mut conn: TcpStream, inbox: &Inbox) -> io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut first = String::new();
+    BufReader::new(&conn).read_line(&mut first)?;
+    let path = first.split_whitespace().nth(1).unwrap_or("");
+    if !first.starts_with("GET ") || (path != "/metrics" && path != "/") {
+        return conn.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    let links = match inbox.call(Request::LinkShow { name: None }) {
+        Response::Links { links } => links,
+        _ => Vec::new(),
+    };
+    let ports = match inbox.call(Request::PortShow) {
+        Response::Ports { ports } => ports,
+        _ => Vec::new(),
+    };
+    let body = render_metrics(&links, &ports);
+    write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Stats64;
+
+    fn info(name: &str, rx: u64) -> LinkInfo {
+        LinkInfo {
+            ifname: name.into(),
+            link: "eth0".into(),
+            mode: Some(umacvlan_core::engine::Mode::Bridge),
+            stats: Stats64 {
+                rx_packets: rx,
+                rx_bytes: rx * 60,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn metrics_use_node_exporter_names_and_labels() {
+        let m = render_metrics(
+            &[info("mv0", 3)],
+            &[PortInfo {
+                lower: "eth0".into(),
+                malformed: 2,
+                ..Default::default()
+            }],
+        );
+        assert!(
+            m.contains(
+                r#"node_network_receive_packets_total{device="mv0",lower="eth0",mode="bridge"} 3"#
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                r#"node_network_receive_bytes_total{device="mv0",lower="eth0",mode="bridge"} 180"#
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"umacvlan_port_drops_total{lower="eth0",reason="malformed"} 2"#),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn tree_has_kernel_file_names_read_only_and_follows_departures() {
+        let dir = std::env::temp_dir().join(format!("umv-stats-{}", std::process::id()));
+        let mut t = StatsTree::new(dir.clone());
+        t.update(&[info("mv0", 3), info("mv1", 1)]).unwrap();
+        let f = dir.join("mv0/statistics/rx_packets");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "3\n");
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.join("mv0/statistics"))
+                .unwrap()
+                .count(),
+            23
+        );
+        t.update(&[info("mv0", 4)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
+        assert!(!dir.join("mv1").exists());
+        t.remove();
+        assert!(!dir.exists());
+    }
+}
