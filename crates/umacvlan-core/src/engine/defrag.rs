@@ -237,6 +237,13 @@ impl Defragmenter {
         self.bytes -= q.bytes;
         let (l2, iph) = q.head.expect("checked above");
         let total = q.total.expect("checked above");
+        if iph.len() + total > 65535 {
+            // ip_frag_reasm's "Oversized IP packet": the first fragment's header (options
+            // included) and the data do not fit the 16-bit total length. Found by fuzzing: the
+            // length used to wrap and a corrupt datagram went out.
+            self.dropped += 1;
+            return Defrag::Dropped;
+        }
         self.out.clear();
         self.out.extend_from_slice(&l2);
         let ip_at = self.out.len();

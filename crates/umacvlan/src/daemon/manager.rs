@@ -594,6 +594,11 @@ impl Manager {
 
     // ----- following the system -------------------------------------------------------------
 
+    /// Whether any lower has macvlans.
+    pub fn has_ports(&self) -> bool {
+        !self.ports.is_empty()
+    }
+
     /// The namespaces our TAPs live in (other than the daemon's), to watch.
     pub fn tap_namespaces(&self) -> Vec<NetnsHandle> {
         let mut out: Vec<NetnsHandle> = Vec::new();

@@ -141,7 +141,10 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let mut events = Events::with_capacity(16);
     let mut link_events = Vec::new();
     loop {
-        epoll.wait(&mut events, Some(MC_POLL)).or_else(|e| {
+        // Multicast lists have no netlink event, so they are polled — only while there is
+        // something to poll: a daemon without macvlans sleeps until asked.
+        let timeout = mgr.has_ports().then_some(MC_POLL);
+        epoll.wait(&mut events, timeout).or_else(|e| {
             if e.kind() == io::ErrorKind::Interrupted {
                 Ok(0)
             } else {
