@@ -114,22 +114,7 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
     lab.veth(&host, "eth0", &ext, "eth0")?;
     // The far side is a switch that reflects frames back out of the port they came in on
     // (hairpin), as a VEPA-capable switch does; the external host sits on it.
-    lab::must(&["ip", "-n", &ext, "link", "add", "br0", "type", "bridge"])?;
-    lab::must(&["ip", "-n", &ext, "link", "set", "eth0", "master", "br0"])?;
-    lab::must(&[
-        "ip",
-        "-n",
-        &ext,
-        "link",
-        "set",
-        "dev",
-        "eth0",
-        "type",
-        "bridge_slave",
-        "hairpin",
-        "on",
-    ])?;
-    lab.addr(&ext, "br0", &format!("{SUBNET}.1/24"))?;
+    lab.hairpin_switch(&ext, "eth0", &format!("{SUBNET}.1/24"))?;
     println!("      {host}: the lower device eth0 (one end of a veth pair)");
     println!("      {ext}: the far end, in a Linux bridge with hairpin on; the external host is {SUBNET}.1");
     check(interrupted)?;

@@ -169,6 +169,28 @@ impl Lab {
         Ok(())
     }
 
+    /// Makes `port` (in `ns`) the only port of a new Linux bridge `br0` with hairpin on — a
+    /// switch that sends frames back out of the port they came in on, as a VEPA-capable
+    /// switch does — and gives the bridge address `cidr` (the "external host").
+    pub fn hairpin_switch(&self, ns: &str, port: &str, cidr: &str) -> Result<(), String> {
+        must(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])?;
+        must(&["ip", "-n", ns, "link", "set", port, "master", "br0"])?;
+        must(&[
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "set",
+            "dev",
+            port,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ])?;
+        self.addr(ns, "br0", cidr)
+    }
+
     /// Adds an address and brings the interface up.
     pub fn addr(&self, ns: &str, ifname: &str, cidr: &str) -> Result<(), String> {
         must(&["ip", "-n", ns, "addr", "add", cidr, "dev", ifname])?;

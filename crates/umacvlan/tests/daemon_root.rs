@@ -23,23 +23,7 @@ fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
     let ext = lab.ns("ext").unwrap();
     lab.veth(&host, "eth0", &ext, "eth0").unwrap();
     if hairpin {
-        lab::must(&["ip", "-n", &ext, "link", "add", "br0", "type", "bridge"]).unwrap();
-        lab::must(&["ip", "-n", &ext, "link", "set", "eth0", "master", "br0"]).unwrap();
-        lab::must(&[
-            "ip",
-            "-n",
-            &ext,
-            "link",
-            "set",
-            "dev",
-            "eth0",
-            "type",
-            "bridge_slave",
-            "hairpin",
-            "on",
-        ])
-        .unwrap();
-        lab.addr(&ext, "br0", "10.50.0.1/24").unwrap();
+        lab.hairpin_switch(&ext, "eth0", "10.50.0.1/24").unwrap();
     } else {
         lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
     }
