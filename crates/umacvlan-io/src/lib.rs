@@ -38,3 +38,10 @@ pub use netlink::{
 pub use netns::{name_of, NetnsHandle, NetnsId};
 pub use tap::{Tap, TapOptions};
 pub use umacvlan_core::wire::MacAddr;
+
+/// The process, user and group at the other end of a Unix socket (`SO_PEERCRED`), as the
+/// kernel recorded them at connect time.
+pub fn peer_credentials(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<(u32, u32, u32)> {
+    let (c, _) = sys::getsockopt::<libc::ucred>(sock, libc::SOL_SOCKET, libc::SO_PEERCRED)?;
+    Ok((c.pid as u32, c.uid, c.gid))
+}

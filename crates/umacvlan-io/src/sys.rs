@@ -36,6 +36,8 @@ unsafe impl Pod for libc::sockaddr_nl {}
 unsafe impl Pod for libc::tpacket_auxdata {}
 // SAFETY: two integers.
 unsafe impl Pod for libc::timeval {}
+// SAFETY: `ucred` is three integers; every bit pattern is valid.
+unsafe impl Pod for libc::ucred {}
 // SAFETY: a name array plus a 24-byte union modelled as bytes; no invariants.
 unsafe impl Pod for IfReq {}
 

@@ -500,3 +500,49 @@ fn the_counter_views_agree() {
     assert!(body.contains(&want), "{want} not in:\n{body}");
     assert!(body.contains("umacvlan_port_drops_total{lower=\"eth0\",reason=\"malformed\"} 0"));
 }
+
+#[test]
+fn an_unprivileged_user_is_refused_like_ip_refuses_it() {
+    need_root!();
+    if !lab::run(&["id", "nobody"]).ok() {
+        eprintln!("skipped: no user `nobody`");
+        return;
+    }
+    let (mut lab, _host, _ext) = base("d-access", false);
+    macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    // The binary must be runnable by `nobody`: copy it somewhere world-readable.
+    let bin = std::env::temp_dir().join(format!("{}.umacvlan", lab.prefix()));
+    std::fs::copy(BIN, &bin).unwrap();
+    let sock = lab.socket().display().to_string();
+    let as_nobody = |words: &str| {
+        lab::run(&[
+            "su",
+            "nobody",
+            "-s",
+            "/bin/sh",
+            "-c",
+            &format!("{} --socket {sock} {words}", bin.display()),
+        ])
+    };
+    // The socket is root's (0600): refused at connect, reported as rtnetlink reports it.
+    let r = as_nobody("link add link eth0 name mvz type macvlan");
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (2, "RTNETLINK answers: Operation not permitted")
+    );
+    // Opened up by an administrator: reading works, changing is still refused by the daemon.
+    lab::must(&["chmod", "0666", &sock]).unwrap();
+    let r = as_nobody("link show mva");
+    assert!(r.ok() && r.stdout.contains("mva@"), "{r:?}");
+    let r = as_nobody("link del mva");
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (2, "RTNETLINK answers: Operation not permitted")
+    );
+    assert_eq!(
+        show_json(&lab).as_array().unwrap().len(),
+        1,
+        "nothing changed"
+    );
+    let _ = std::fs::remove_file(bin);
+}

@@ -67,6 +67,16 @@ fn emit(e: &Exit) -> i32 {
 pub fn run(opts: &GlobalOpts, action: &Action) -> Exit {
     let mut c = match client::Client::connect(&opts.socket, client::DEFAULT_TIMEOUT) {
         Ok(c) => c,
+        // The daemon's socket is root's: refused like rtnetlink refuses an unprivileged `ip`.
+        Err(client::ClientError::Connect(_, e))
+            if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return Exit {
+                stdout: String::new(),
+                stderr: "RTNETLINK answers: Operation not permitted\n".into(),
+                code: 2,
+            }
+        }
         Err(e) => {
             return Exit {
                 stdout: String::new(),

@@ -105,7 +105,20 @@ pub fn decode(line: &[u8]) -> Result<Request, Response> {
     Ok(env.request)
 }
 
+/// Whether a request changes anything (and so needs a privileged client, as rtnetlink does).
+fn mutates(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::LinkAdd(_) | Request::LinkSet(_) | Request::LinkDel { .. }
+    )
+}
+
 fn connection(stream: UnixStream, inbox: &Inbox) {
+    // The socket is root's with mode 0600; should someone open it up, changes still need root
+    // (like rtnetlink, which answers EPERM), while reading stays open to all.
+    let privileged = umacvlan_io::peer_credentials(&stream)
+        .map(|(_, uid, _)| uid == 0)
+        .unwrap_or(false);
     // A client that stalls mid-request must not hold a thread forever.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
@@ -130,6 +143,10 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
             return;
         } else {
             match decode(&line) {
+                Ok(req) if mutates(&req) && !privileged => Response::Error {
+                    errno: libc::EPERM,
+                    message: None,
+                },
                 Ok(req) => inbox.call(req),
                 Err(resp) => resp,
             }
