@@ -169,3 +169,25 @@ fn republished_view_adds_and_removes_taps() {
     drop(wire);
     dp.stop();
 }
+
+#[test]
+fn batched_sends_count_each_frame_and_failures_as_drops() {
+    let l = lab(&[Mode::Vepa]);
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    for i in 0..20 {
+        l.uppers[0].inject(&frame(EXT, mac(1), i));
+    }
+    assert_eq!(wire.wait_sent(20, T).len(), 20);
+    wire.fail_sends(Some(libc::ENOBUFS));
+    for i in 0..5 {
+        l.uppers[0].inject(&frame(EXT, mac(1), 100 + i));
+    }
+    let deadline = std::time::Instant::now() + T;
+    while dp.counters(l.ids[0]).tx_dropped < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let c = dp.counters(l.ids[0]);
+    assert_eq!((c.tx_packets, c.tx_bytes, c.tx_dropped), (20, 20 * 60, 5));
+    dp.stop();
+}

@@ -68,6 +68,10 @@ const TOKEN_WAKE: u64 = 1;
 const TOKEN_UPPER: u64 = 2;
 /// Frames read from one TAP per wake-up before the worker looks at its other fds.
 const TAP_BUDGET: usize = 64;
+/// Largest packet a TAP hands us: a 64 KiB GSO frame, its vnet header and VLAN tags.
+const MAX_PACKET: usize = 65536 + 64;
+/// The TAP read arena: room for many small frames or a few large ones per `sendmmsg`.
+const ARENA: usize = 4 * MAX_PACKET;
 /// Frames per `recvmmsg`.
 const RX_BATCH: usize = 32;
 
@@ -172,7 +176,10 @@ struct Worker {
     batch: RxBatch,
     rx: RxOutcome,
     tx: TxOutcome,
-    buf: Vec<u8>,
+    /// Frames read from TAPs, back to back, until sent.
+    arena: Vec<u8>,
+    /// Frames in the arena bound for the wire: offset, length, bytes to count.
+    wire: Vec<(usize, usize, u32)>,
     /// A reassembled datagram with a blank vnet header in front.
     whole: Vec<u8>,
     epoch: Instant,
@@ -203,7 +210,8 @@ impl Worker {
             batch: RxBatch::new(RX_BATCH),
             rx: RxOutcome::default(),
             tx: TxOutcome::default(),
-            buf: vec![0u8; 65536 + 64],
+            arena: vec![0u8; ARENA],
+            wire: Vec::with_capacity(TAP_BUDGET),
             whole: Vec::new(),
             epoch: Instant::now(),
         };
@@ -325,23 +333,31 @@ impl Worker {
         }
     }
 
+    /// Reads up to [`TAP_BUDGET`] frames a macvlan sent, delivers local copies at once and
+    /// sends the frames bound for the wire in batches (`sendmmsg`): frames are read into an
+    /// arena and go out together when it fills or the budget is spent.
     fn drain_upper(&mut self, id: DevId) {
         let Some((upper, _)) = self.registered.get(&id) else {
             return;
         };
         let upper = upper.clone();
+        let hdr = self.shared.hdr;
+        let mut used = 0;
         for _ in 0..TAP_BUDGET {
-            let len = match upper.read(&mut self.buf) {
+            if self.arena.len() - used < MAX_PACKET {
+                self.flush_wire(id);
+                used = 0;
+            }
+            let len = match upper.read(&mut self.arena[used..used + MAX_PACKET]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(_) => break,
             };
-            let view = self.shared.view.load();
-            let hdr = self.shared.hdr;
             if len < hdr {
                 continue;
             }
-            let packet = &self.buf[..len];
+            let view = self.shared.view.load();
+            let packet = &self.arena[used..used + len];
             let gso = umacvlan_io::afpacket::vnet_is_gso(&packet[..hdr]);
             view.snap
                 .transmit_offloaded(id, &packet[hdr..], gso, &mut self.tx);
@@ -352,17 +368,39 @@ impl Worker {
             if self.tx.lower_rx_dropped {
                 c.lower_rx_dropped();
             }
-            if self.tx.tx_bytes > 0 {
-                let ok = if self.tx.to_wire {
-                    self.lower.send(packet).is_ok()
-                } else {
-                    true
-                };
-                c.tx(id, self.tx.tx_bytes, ok || self.tx.tx_always_ok);
+            if self.tx.to_wire {
+                self.wire.push((used, len, self.tx.tx_bytes));
+                // Keep the next frame 8-byte aligned.
+                used += (len + 7) & !7;
+            } else if self.tx.tx_bytes > 0 {
+                c.tx(id, self.tx.tx_bytes, true);
             } else if self.tx.reason == Some(umacvlan_core::engine::TxReason::Malformed) {
                 c.malformed();
             }
         }
+        self.flush_wire(id);
+    }
+
+    /// Sends the frames collected in the arena and counts each one's transmit.
+    fn flush_wire(&mut self, id: DevId) {
+        let c = &self.shared.counters[self.index];
+        let mut start = 0;
+        while start < self.wire.len() {
+            let slices: Vec<&[u8]> = self.wire[start..]
+                .iter()
+                .map(|(o, l, _)| &self.arena[*o..*o + *l])
+                .collect();
+            // A failure stops the batch: that frame is dropped, the rest are tried again.
+            let sent = self.lower.send_batch(&slices).unwrap_or(0);
+            for (_, _, bytes) in &self.wire[start..start + sent] {
+                c.tx(id, *bytes, true);
+            }
+            if start + sent < self.wire.len() {
+                c.tx(id, self.wire[start + sent].2, false);
+            }
+            start += sent + 1;
+        }
+        self.wire.clear();
     }
 }
 
