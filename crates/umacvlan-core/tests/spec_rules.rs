@@ -634,6 +634,92 @@ fn s5_device_filter_promisc_or_allmulti_takes_all_groups() {
 }
 
 #[test]
+fn s5_device_filter_reads_only_bytes_2_to_5() {
+    // Kernel (found by the conformance suite): mc_hash() hashes bytes 2..5 only, so on every
+    // device whatever its salt, xx:xx:ff:ff:ff:ff passes like broadcast and a group passes
+    // wherever one with the same last four bytes was joined.
+    let (mut p, ids) = port_with(&[Vepa, Vepa]);
+    p.lower_rx_flags_changed(true, false);
+    p.set_mc_list(ids[0], vec![MacAddr([0x33, 0x33, 0, 0, 0, 1])]).unwrap();
+    let d0 = p.device(ids[0]).unwrap();
+    assert!(d0.accepts_group(MacAddr([1, 0, 0xff, 0xff, 0xff, 0xff])));
+    assert!(d0.accepts_group(MacAddr([3, 0, 0, 0, 0, 1])));
+    assert!(!d0.accepts_group(MacAddr([3, 0, 0, 0, 0, 2])));
+    let got = |g: MacAddr| targets(&rx_all(&p, &frame(g, EXT, 60)).1);
+    assert_eq!(got(MacAddr([3, 0, 0, 0, 0, 1])), vec![ids[0]]);
+    assert_eq!(got(MacAddr([1, 0, 0xff, 0xff, 0xff, 0xff])), vec![ids[0], ids[1]]);
+    let snap = p.snapshot();
+    assert!(snap.device(ids[1]).unwrap().accepts_group(MacAddr([7, 7, 0xff, 0xff, 0xff, 0xff])));
+}
+
+#[test]
+fn s5_left_group_passes_until_the_next_rx_mode_change() {
+    // Kernel 6.18 (found by the conformance suite): macvlan_set_mac_lists computes the
+    // device's filter before dev_mc_sync drops the left entry, so after `ip maddr del` the
+    // group keeps passing until the device's rx mode changes again.
+    let g2 = MacAddr([1, 0, 0x5e, 1, 2, 4]);
+    let (mut p, ids) = port_with(&[Vepa, Vepa]);
+    let got = |p: &Port, g: MacAddr| targets(&rx_all(p, &frame(g, EXT, 60)).1);
+    p.set_mc_list(ids[0], vec![GROUP]).unwrap();
+    p.set_mc_list(ids[0], vec![]).unwrap();
+    assert!(p.device(ids[0]).unwrap().accepts_group(GROUP));
+    // The port's filter is computed after the sync: on a lower that filters, the group is
+    // gone at the port already.
+    assert_eq!(got(&p, GROUP), Vec::<DevId>::new());
+    // A promiscuous lower (veth, bridge ports: no unicast filter) passes every group to
+    // the devices' own filters.
+    p.lower_rx_flags_changed(true, false);
+    assert_eq!(got(&p, GROUP), vec![ids[0]]);
+    // The next change (joining another group) recomputes without it.
+    p.set_mc_list(ids[0], vec![g2]).unwrap();
+    assert_eq!(got(&p, GROUP), Vec::<DevId>::new());
+    assert_eq!(got(&p, g2), vec![ids[0]]);
+    // Leaving g2: it lingers; a promisc/allmulti change recomputes exactly.
+    p.set_mc_list(ids[0], vec![]).unwrap();
+    assert_eq!(got(&p, g2), vec![ids[0]]);
+    p.set_rx_flags(ids[0], false, true).unwrap();
+    p.set_rx_flags(ids[0], false, false).unwrap();
+    assert_eq!(got(&p, g2), Vec::<DevId>::new());
+    // So does reopening.
+    p.set_mc_list(ids[1], vec![GROUP]).unwrap();
+    p.set_mc_list(ids[1], vec![]).unwrap();
+    p.stop(ids[1]).unwrap();
+    p.open(ids[1]).unwrap();
+    assert_eq!(got(&p, GROUP), Vec::<DevId>::new());
+    // A down device computes nothing: leaving while down leaves nothing behind.
+    p.stop(ids[1]).unwrap();
+    p.set_mc_list(ids[1], vec![GROUP]).unwrap();
+    p.set_mc_list(ids[1], vec![]).unwrap();
+    assert!(!p.device(ids[1]).unwrap().accepts_group(GROUP));
+    // Static entries (`bridge fdb del`) linger the same way.
+    p.fdb_add(ids[0], GROUP, false).unwrap();
+    p.fdb_del(ids[0], GROUP).unwrap();
+    assert_eq!(got(&p, GROUP), vec![ids[0]]);
+    // The lower's filters are exact: nothing left is asked of the lower.
+    assert!(!p.lower_filters().multicast.contains(&GROUP));
+}
+
+#[test]
+fn s7_device_remembers_having_been_opened() {
+    // A kernel macvlan's qdisc reads `noop` until its first open, `noqueue` ever after.
+    let mut p = Port::create(lower()).unwrap();
+    let id = p
+        .add_device(
+            &NewDevice {
+                name: "m".into(),
+                mac: Some(mac(1)),
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap();
+    assert!(!p.device(id).unwrap().ever_up);
+    p.open(id).unwrap();
+    p.stop(id).unwrap();
+    assert!(p.device(id).unwrap().ever_up);
+}
+
+#[test]
 fn s5_port_bc_filter_holds_groups_joined_by_more_than_bclim() {
     let (mut p, ids) = port_with(&[Bridge, Bridge, Bridge]);
     p.set_mc_list(ids[0], vec![GROUP]).unwrap();
@@ -1064,6 +1150,48 @@ fn s8_lower_carrier_mirrored_on_macvlans() {
     assert_eq!(p.operstate(ids[0]), "DORMANT");
     p.stop(ids[0]).unwrap();
     assert_eq!(p.operstate(ids[0]), "DOWN");
+}
+
+#[test]
+fn s8_operstate_without_carrier_depends_on_the_macvlans_namespace() {
+    // Kernel (found by the conformance suite): default_operstate looks the lower's ifindex up
+    // in the macvlan's namespace; a macvlan moved elsewhere usually finds nothing (or an
+    // oper-up device) there and says DOWN, not LOWERLAYERDOWN.
+    let (mut p, ids) = port_with(&[Bridge]);
+    p.lower_link_changed(false, false, false);
+    assert_eq!(p.operstate_seen_from(ids[0], Some(false)), "LOWERLAYERDOWN");
+    assert_eq!(p.operstate_seen_from(ids[0], None), "DOWN");
+    assert_eq!(p.operstate_seen_from(ids[0], Some(true)), "DOWN");
+    p.lower_link_changed(true, true, false);
+    assert_eq!(p.operstate_seen_from(ids[0], None), "UP");
+}
+
+#[test]
+fn s5_passthru_allmulti_reaches_the_lower_only_when_toggled_up() {
+    // Kernel (found by the conformance suite): macvlan_change_rx_flags passes a passthru
+    // macvlan's allmulti to the lower (not its promisc) when toggled while up; its open and
+    // stop leave that reference alone. The lower then takes every group.
+    let (mut p, ids) = port_with(&[Passthru]);
+    let pt = ids[0];
+    p.set_rx_flags(pt, true, false).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 0);
+    assert_eq!(p.lower_filters().promisc, 1, "its own passthru reference only");
+    p.set_rx_flags(pt, false, true).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 1);
+    // Held across stop/open.
+    p.stop(pt).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 1);
+    p.open(pt).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 1);
+    let (mc, _) = p.port_filters();
+    assert_eq!(mc, umacvlan_core::engine::hash::Bitmap256::FULL);
+    p.set_rx_flags(pt, false, false).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 0);
+    // Toggled while down: no reference, and none taken at open.
+    p.stop(pt).unwrap();
+    p.set_rx_flags(pt, false, true).unwrap();
+    p.open(pt).unwrap();
+    assert_eq!(p.lower_filters().allmulti, 0);
 }
 
 #[test]

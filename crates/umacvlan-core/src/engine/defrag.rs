@@ -239,8 +239,8 @@ impl Defragmenter {
         let total = q.total.expect("checked above");
         if iph.len() + total > 65535 {
             // ip_frag_reasm's "Oversized IP packet": the first fragment's header (options
-            // included) and the data do not fit the 16-bit total length. Found by fuzzing: the
-            // length used to wrap and a corrupt datagram went out.
+            // included) and the data do not fit the 16-bit total length. The length used to
+            // wrap and a corrupt datagram went out (the engine_decisions fuzz invariant).
             self.dropped += 1;
             return Defrag::Dropped;
         }

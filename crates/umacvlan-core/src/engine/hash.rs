@@ -33,6 +33,16 @@ pub fn port_mc_hash(addr: MacAddr) -> u8 {
     hash_32(val, MC_FILTER_BITS) as u8
 }
 
+/// What the kernel's per-device multicast hash (`mc_hash(vlan, addr)`) reads of an address:
+/// bytes 2..6 only. Two groups with the same key take the same bit on *every* macvlan whatever
+/// its salt, so a device that joined one also passes the other (`03:00:00:00:00:01` passes
+/// wherever `33:33:00:00:00:01` was joined, `xx:xx:ff:ff:ff:ff` wherever broadcast passes).
+#[inline]
+pub fn mc_hash_key(addr: MacAddr) -> u32 {
+    let o = addr.0;
+    u32::from_le_bytes([o[2], o[3], o[4], o[5]])
+}
+
 /// `macvlan_eth_hash(addr)`: the bucket of `addr` in the port's device and source tables.
 #[inline]
 pub fn eth_hash(addr: MacAddr) -> u8 {

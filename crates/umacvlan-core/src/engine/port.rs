@@ -12,7 +12,7 @@
 //! what each TAP must show (carrier, MTU, MAC) is *derived* from this state
 //! ([`Port::lower_filters`], [`Port::carrier`]), never tracked as increments, so it cannot drift.
 
-use super::hash::{eth_hash, port_mc_hash, Bitmap256};
+use super::hash::{eth_hash, mc_hash_key, port_mc_hash, Bitmap256};
 use super::snapshot::{DevSnap, PortSnapshot};
 use super::types::*;
 use crate::wire::MacAddr;
@@ -113,6 +113,20 @@ pub struct Device {
     pub allmulti: bool,
     /// Multicast groups joined by the macvlan's own stack (sorted, no duplicates).
     pub mc_list: Vec<MacAddr>,
+    /// Groups the device left (or static entries it deleted) since its filter was last
+    /// computed, that its filter still passes. Linux 6.18 quirk, observed against the kernel:
+    /// an entry synced to the lower keeps a reference until `dev_mc_sync` drops it, and
+    /// `macvlan_set_mac_lists` computes the device's filter *before* syncing, so a left
+    /// group keeps passing until the next rx-mode change of the device (another join or
+    /// leave, a promisc/allmulti change, reopening). Sorted.
+    pub mc_stale: Vec<MacAddr>,
+    /// Passthru only: the allmulti reference the device holds on the lower. The kernel takes
+    /// and drops it only when allmulti is toggled while the device is up
+    /// (`macvlan_change_rx_flags`); a passthru device's open and stop leave it alone.
+    pub passthru_allmulti_ref: bool,
+    /// The device has been opened at least once (a kernel macvlan's qdisc shows `noop`
+    /// until then and `noqueue` ever after).
+    pub ever_up: bool,
     /// Static multicast entries added with `bridge fdb add` (sorted).
     pub fdb_mc: Vec<MacAddr>,
     /// Secondary unicast entries (`bridge fdb add` on passthru; sorted).
@@ -150,14 +164,20 @@ impl Device {
         v.into_iter().map(|(m, _)| m).collect()
     }
     /// Whether a multicast frame to `dst` passes this device's own filter (`vlan->mc_filter`):
-    /// promisc/allmulti take everything; otherwise joined groups and broadcast. Exact, where
-    /// the kernel's per-device salted hash may also let some colliding groups through.
+    /// promisc/allmulti take everything; otherwise joined groups and broadcast, compared on
+    /// the four bytes the kernel's hash reads ([`mc_hash_key`]), so the collisions every
+    /// device has are reproduced; the salted, per-device ones are not.
     pub fn accepts_group(&self, dst: MacAddr) -> bool {
+        let k = mc_hash_key(dst);
         self.promisc
             || self.allmulti
-            || dst.is_broadcast()
-            || self.mc_list.binary_search(&dst).is_ok()
-            || self.fdb_mc.binary_search(&dst).is_ok()
+            || k == mc_hash_key(MacAddr::BROADCAST)
+            || self
+                .mc_list
+                .iter()
+                .chain(&self.fdb_mc)
+                .chain(&self.mc_stale)
+                .any(|g| mc_hash_key(*g) == k)
     }
 }
 
@@ -358,12 +378,27 @@ impl Port {
     pub fn carrier(&self) -> bool {
         self.lower.carrier
     }
-    /// Operstate name of a macvlan as `ip link` shows it.
+    /// Operstate name of a macvlan as `ip link` shows it, for a macvlan in its lower's
+    /// namespace (see [`Port::operstate_seen_from`] for one elsewhere).
     pub fn operstate(&self, id: DevId) -> &'static str {
+        self.operstate_seen_from(id, Some(false))
+    }
+
+    /// Operstate of a macvlan as the kernel computes it (`default_operstate`,
+    /// net/core/link_watch.c): without carrier it looks the lower's ifindex up *in the
+    /// macvlan's own namespace* and says LOWERLAYERDOWN only if it finds a device there that
+    /// is not oper-up (UP or UNKNOWN), DOWN otherwise. `peer_oper_up`: `None` when no device
+    /// there has the lower's ifindex; `Some(oper_up)` of that device (for a macvlan in the
+    /// lower's namespace it is the lower itself, which without carrier is not oper-up). The
+    /// conformance suite found a macvlan moved to another namespace reporting DOWN.
+    pub fn operstate_seen_from(&self, id: DevId, peer_oper_up: Option<bool>) -> &'static str {
         match self.device(id) {
             Some(d) if d.up => {
                 if !self.lower.carrier {
-                    "LOWERLAYERDOWN"
+                    match peer_oper_up {
+                        Some(false) => "LOWERLAYERDOWN",
+                        _ => "DOWN",
+                    }
                 } else if self.lower.dormant {
                     "DORMANT"
                 } else {
@@ -433,6 +468,9 @@ impl Port {
             promisc: false,
             allmulti: false,
             mc_list: Vec::new(),
+            mc_stale: Vec::new(),
+            passthru_allmulti_ref: false,
+            ever_up: false,
             fdb_mc: Vec::new(),
             fdb_uc: Vec::new(),
             bc_queue_len_req: req.attrs.bcqueuelen.unwrap_or(DEFAULT_BC_QUEUE_LEN),
@@ -545,6 +583,9 @@ impl Port {
         let seq = self.next_seq();
         let dev = self.dev_mut(id)?;
         dev.up = true;
+        dev.ever_up = true;
+        // dev_open recomputes the filter with nothing pending: exact again.
+        dev.mc_stale.clear();
         dev.hash_seq = seq;
         self.filters_live = true;
         Ok(())
@@ -613,7 +654,15 @@ impl Port {
 
     /// The macvlan's own `IFF_PROMISC` / `IFF_ALLMULTI` changed (`macvlan_change_rx_flags`).
     pub fn set_rx_flags(&mut self, id: DevId, promisc: bool, allmulti: bool) -> ControlResult {
+        let passthru = self.passthru;
         let dev = self.dev_mut(id)?;
+        if passthru && dev.up && dev.allmulti != allmulti {
+            dev.passthru_allmulti_ref = allmulti;
+        }
+        if (dev.promisc, dev.allmulti) != (promisc, allmulti) {
+            // __dev_change_flags → dev_set_rx_mode: the filter is recomputed, exact.
+            dev.mc_stale.clear();
+        }
         dev.promisc = promisc;
         dev.allmulti = allmulti;
         Ok(())
@@ -624,7 +673,23 @@ impl Port {
         groups.retain(|g| g.is_multicast());
         groups.sort_unstable();
         groups.dedup();
-        self.dev_mut(id)?.mc_list = groups;
+        let dev = self.dev_mut(id)?;
+        if dev.mc_list == groups {
+            return Ok(());
+        }
+        // While the device is up its entries are synced to the lower, and a left group's
+        // entry survives the filter computation of this very change (see `mc_stale`); the
+        // ones left before are gone. A down device syncs nothing and computes nothing.
+        dev.mc_stale = if dev.up {
+            dev.mc_list
+                .iter()
+                .filter(|g| groups.binary_search(g).is_err())
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        dev.mc_list = groups;
         Ok(())
     }
 
@@ -647,6 +712,9 @@ impl Port {
             Ok(_) => Err(err(Errno::EEXIST)),
             Err(i) => {
                 list.insert(i, mac);
+                if mac.is_multicast() {
+                    dev.mc_stale.clear();
+                }
                 Ok(())
             }
         }
@@ -667,6 +735,13 @@ impl Port {
         match list.binary_search(&mac) {
             Ok(i) => {
                 list.remove(i);
+                if mac.is_multicast() {
+                    dev.mc_stale = if dev.up && dev.mc_list.binary_search(&mac).is_err() {
+                        vec![mac]
+                    } else {
+                        Vec::new()
+                    };
+                }
                 Ok(())
             }
             Err(_) => Err(err(Errno::ENOENT)),
@@ -737,6 +812,14 @@ impl Port {
     /// What the lower must accept for the up macvlans (see [`LowerFilters`]).
     pub fn lower_filters(&self) -> LowerFilters {
         let mut f = LowerFilters::default();
+        if self.passthru {
+            // Held across stop and open (see `Device::passthru_allmulti_ref`).
+            f.allmulti += self
+                .devices
+                .iter()
+                .filter(|d| d.passthru_allmulti_ref)
+                .count() as u32;
+        }
         for d in self.devices.iter().filter(|d| d.up) {
             if self.passthru {
                 if !d.nopromisc() {

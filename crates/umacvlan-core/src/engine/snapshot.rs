@@ -4,7 +4,7 @@
 //! keeps counters itself ([`super::DevCounters`]); nothing here allocates once the outcome
 //! buffers have grown to their working size.
 
-use super::hash::{port_mc_hash, Bitmap256};
+use super::hash::{mc_hash_key, port_mc_hash, Bitmap256};
 use super::port::{DevId, Device, LowerState};
 use super::table::MacTable;
 use super::types::{Mode, ModeMask, PacketType};
@@ -27,13 +27,20 @@ pub struct DevSnap {
     pub nodst: bool,
     /// Accepts every group (promisc or allmulti).
     mc_all: bool,
-    /// Joined groups, sorted.
-    mc_groups: Box<[MacAddr]>,
+    /// [`mc_hash_key`] of the joined groups and of broadcast, sorted.
+    mc_keys: Box<[u32]>,
 }
 
 impl DevSnap {
     pub(crate) fn from_device(d: &Device) -> DevSnap {
-        let mut g: Vec<MacAddr> = d.mc_list.iter().chain(&d.fdb_mc).copied().collect();
+        let mut g: Vec<u32> = d
+            .mc_list
+            .iter()
+            .chain(&d.fdb_mc)
+            .chain(&d.mc_stale)
+            .chain(std::iter::once(&MacAddr::BROADCAST))
+            .map(|m| mc_hash_key(*m))
+            .collect();
         g.sort_unstable();
         g.dedup();
         DevSnap {
@@ -44,14 +51,16 @@ impl DevSnap {
             mtu: d.mtu,
             nodst: d.nodst(),
             mc_all: d.promisc || d.allmulti,
-            mc_groups: g.into_boxed_slice(),
+            mc_keys: g.into_boxed_slice(),
         }
     }
 
-    /// The device's own multicast filter (`vlan->mc_filter`), exact.
+    /// The device's own multicast filter (`vlan->mc_filter`): everything when promisc or
+    /// allmulti, else broadcast and the joined groups, compared on the four bytes the
+    /// kernel's hash reads (its salted collisions are not reproduced).
     #[inline]
     pub fn accepts_group(&self, dst: MacAddr) -> bool {
-        self.mc_all || dst.is_broadcast() || self.mc_groups.binary_search(&dst).is_ok()
+        self.mc_all || self.mc_keys.binary_search(&mc_hash_key(dst)).is_ok()
     }
 }
 

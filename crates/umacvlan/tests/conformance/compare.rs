@@ -3,7 +3,7 @@
 //! [`KNOWN_DAEMON_BUGS`] (to be fixed in the daemon; the lead empties the list as they are).
 //! Anything else fails the test.
 
-use super::world::{Entry, FrameMeta, Obs, Seen};
+use super::world::{Entry, FrameMeta, McState, Obs, Seen};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +19,8 @@ pub struct Diff {
     pub dev: String,
     /// The step of a frame or counter entry (0: none).
     pub step: u32,
+    /// The control operation the entry followed.
+    pub after: String,
     /// What differs: a point (frames), a counter, a JSON path, "send", "result".
     pub item: String,
     pub kernel: String,
@@ -28,9 +30,13 @@ pub struct Diff {
     /// Frames: the copies seen at `item`.
     pub kseen: Vec<Seen>,
     pub useen: Vec<Seen>,
-    /// Counters: both values, and the user world's side information.
+    /// Frames: the receiving macvlan's multicast state in the kernel world.
+    pub kmc: Option<McState>,
+    /// Counters: both values, both whole delta sets, and the user world's side information.
     pub kval: i64,
     pub uval: i64,
+    pub kall: BTreeMap<String, i64>,
+    pub uall: BTreeMap<String, i64>,
     pub uaux: BTreeMap<String, i64>,
 }
 
@@ -42,14 +48,18 @@ impl Diff {
             kind: e.kind,
             dev: e.dev.clone(),
             step: e.step,
+            after: e.after.clone(),
             item: item.to_string(),
             kernel,
             user,
             meta: None,
             kseen: Vec::new(),
             useen: Vec::new(),
+            kmc: None,
             kval: 0,
             uval: 0,
+            kall: BTreeMap::new(),
+            uall: BTreeMap::new(),
             uaux: BTreeMap::new(),
         }
     }
@@ -146,6 +156,7 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                     meta,
                     sent: ks,
                     seen: kseen,
+                    ctx: kctx,
                 },
                 Obs::Frame {
                     sent: us,
@@ -168,6 +179,7 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                         d.meta = Some(meta.clone());
                         d.kseen = kv;
                         d.useen = uv;
+                        d.kmc = kctx.get(p.as_str()).cloned();
                         diffs.push(d);
                     }
                 }
@@ -183,6 +195,8 @@ pub fn compare(scenario: &str, k: &[Entry], u: &[Entry], t: &mut Tally) -> Vec<D
                                     Diff::new(scenario, a, f, kv.to_string(), uv.to_string());
                                 d.kval = *kv;
                                 d.uval = uv;
+                                d.kall = kd.clone();
+                                d.uall = ud.clone();
                                 d.uaux = aux.clone();
                                 diffs.push(d);
                             }
@@ -273,6 +287,18 @@ fn is_macvlan_point(p: &str) -> bool {
     !matches!(p, "ext" | "low" | "br")
 }
 
+/// Bytes 2..5 of a MAC: all the kernel's per-device multicast hash looks at.
+fn hash_key(mac: &str) -> Vec<String> {
+    mac.split(':').skip(2).map(str::to_string).collect()
+}
+
+/// `dst` shares its hashed bytes with broadcast or a group in `joined`: it passes the kernel's
+/// per-device filter on every device, whatever the salt, so it is no random collision.
+fn aliases_joined(dst: &str, joined: &[String]) -> bool {
+    let k = hash_key(dst);
+    k == hash_key("ff:ff:ff:ff:ff:ff") || joined.iter().any(|g| hash_key(g) == k)
+}
+
 fn group(mac: &str) -> bool {
     u8::from_str_radix(&mac[..2], 16).is_ok_and(|b| b & 1 == 1)
 }
@@ -284,6 +310,7 @@ fn host_vs_otherhost(d: &Diff) -> bool {
         && d.kseen.iter().zip(&d.useen).all(|(k, u)| {
             k.len == u.len
                 && k.vlan == u.vlan
+                && k.sum == u.sum
                 && (k.pkt == u.pkt || (k.pkt == "HOST" && u.pkt == "OTHERHOST"))
         })
 }
@@ -332,23 +359,76 @@ pub static DEVIATIONS: &[Rule] = &[
         },
     },
     Rule {
+        id: "stack-tx-drops-on-tap",
+        reason: "frames a macvlan sends while it has no carrier (lower down or without \
+                 carrier) are dropped by the netdev's qdisc before the driver sees them; the \
+                 kernel counts them in the macvlan's tx_dropped (core stats), with a TAP they \
+                 are counted on the TAP netdev and the daemon never sees them",
+        applies: |d| {
+            d.kind == "counters"
+                && d.item == "tx_dropped"
+                && d.kval > d.uval
+                && d.kval - d.uval <= d.uaux.get("tap_tx_dropped").copied().unwrap_or(0)
+        },
+    },
+    Rule {
         id: "lower-rx-dropped",
-        reason: "rx_dropped of the lower netdev: the kernel charges broadcast-queue overflow to \
-                 it and counts frames its rx_handler passed up that no protocol takes; umacvlan \
-                 has no rx_handler and cannot charge the lower's netdev counters",
+        reason: "rx_dropped of the lower netdev itself: the kernel charges broadcast-queue \
+                 overflow to it and counts frames its rx_handler passed up that no protocol \
+                 takes; umacvlan has no rx_handler (cannot charge the lower's counters, and \
+                 AF_PACKET cannot consume frames, so the lower's own stack also sees, and \
+                 drops, frames delivered to macvlans, e.g. VLAN-tagged ones)",
         applies: |d| d.kind == "counters" && d.dev == "low" && d.item == "rx_dropped",
     },
     Rule {
+        id: "changelink-transactional",
+        reason: "a `link set … type macvlan` that fails on its macaddr part: the kernel has \
+                 already applied mode and flags (and flushed the source list) when it returns \
+                 EINVAL; umacvlan validates the whole request first and changes nothing (its \
+                 control operations are transactional by design, see engine/port.rs)",
+        applies: |d| {
+            d.kind == "details"
+                && d.after.contains(" type macvlan ")
+                && d.after.contains(" mode ")
+                && d.after.contains(" macaddr ")
+                && (d.item == ".linkinfo.info_data.mode"
+                    || d.item.starts_with(".linkinfo.info_data.macaddr_"))
+        },
+    },
+    Rule {
+        id: "passthru-allmulti-leak",
+        reason: "the kernel leaks a passthru macvlan's allmulti reference on the lower when the \
+                 macvlan is deleted with allmulti on (macvlan_stop skips it); umacvlan holds it \
+                 as a packet-socket membership, which the kernel drops with the socket",
+        applies: |d| {
+            d.kind == "lower"
+                && d.scenario.starts_with("passthru")
+                && d.key.ends_with("deleted: lower")
+                && d.item == ".allmulti"
+                && d.kernel == "1"
+                && d.user == "0"
+        },
+    },
+    Rule {
         id: "mc-filter-hash-collision",
-        reason: "the kernel's per-macvlan multicast filter is a 256-bit hash salted per device, \
-                 so a group the macvlan did not join can collide with one it did and get \
-                 through; umacvlan's filter is exact (spec §5 allows it)",
+        reason: "the kernel's per-macvlan multicast filter is a 256-bit hash salted per device \
+                 (its address), so a group the macvlan has not joined can collide with one it \
+                 has (or with broadcast) and get through; umacvlan's filter is exact (spec §5 \
+                 allows it). Only for a group absent from the receiver's `ip maddr` list, \
+                 receiver neither promisc nor allmulti, and not sharing bytes 2..5 (all the \
+                 hash reads) with broadcast or a joined group: those pass on every device",
         applies: |d| {
             d.kind == "frame"
                 && is_macvlan_point(&d.item)
-                && d.meta
-                    .as_ref()
-                    .is_some_and(|m| group(&m.dst) && m.dst != "ff:ff:ff:ff:ff:ff")
+                && d.meta.as_ref().is_some_and(|m| {
+                    group(&m.dst)
+                        && m.dst != "ff:ff:ff:ff:ff:ff"
+                        && d.kmc.as_ref().is_some_and(|mc| {
+                            !mc.all
+                                && !mc.groups.contains(&m.dst)
+                                && !aliases_joined(&m.dst, &mc.groups)
+                        })
+                })
                 && d.useen.is_empty()
                 && d.kseen.len() == 1
                 && d.kseen[0].pkt == "MULTICAST"
@@ -359,7 +439,84 @@ pub static DEVIATIONS: &[Rule] = &[
 /// Daemon bugs found by this suite (reported to the lead with a reproduction). A scenario
 /// step matching one of these passes; once fixed, delete the entry (the summary says when
 /// an entry no longer matches anything).
-pub static KNOWN_DAEMON_BUGS: &[Rule] = &[];
+pub static KNOWN_DAEMON_BUGS: &[Rule] = &[
+    Rule {
+        id: "mc-poll-starved",
+        reason: "the daemon re-reads the macvlans' multicast lists only after 500 ms without \
+                 any event (daemon/mod.rs: `if ready.is_empty() { poll_multicast() }`), so \
+                 while clients talk to it more often than that (a monitor reading counters \
+                 every 100 ms) a joined group is never picked up and its frames never \
+                 delivered; the kernel syncs at once",
+        applies: |d| {
+            d.kind == "frame"
+                && d.scenario == "mc-poll-under-load"
+                && is_macvlan_point(&d.item)
+                && d.meta
+                    .as_ref()
+                    .is_some_and(|m| d.kmc.as_ref().is_some_and(|mc| mc.groups.contains(&m.dst)))
+                && d.useen.is_empty()
+                && d.kseen.iter().all(|s| s.pkt == "MULTICAST")
+        },
+    },
+    Rule {
+        id: "refused-flood-core-drop",
+        reason: "a bridge-mode local flood refused for the receiver's MTU (is_skb_forwardable): \
+                 the kernel counts rx_errors+1 on the receiver *and* __dev_forward_skb's core \
+                 rx_dropped+1, so rx_dropped rises by 2; umacvlan's counters (daemon \
+                 CounterTable, engine DevCounters) have no core-drop counter: rx_dropped \
+                 rises by 1",
+        applies: |d| {
+            let k = |f: &str| d.kall.get(f).copied().unwrap_or(0);
+            let u = |f: &str| d.uall.get(f).copied().unwrap_or(0);
+            d.kind == "counters"
+                && d.item == "rx_dropped"
+                && k("rx_errors") > 0
+                && k("rx_errors") == u("rx_errors")
+                && d.kval > d.uval
+                && d.kval - d.uval <= k("rx_errors")
+        },
+    },
+    Rule {
+        id: "qdisc-noop-after-down",
+        reason: "`link show` of a macvlan that was up once and is down again: the kernel \
+                 shows `qdisc noqueue` (noop only before the first open); umacvlan's printer \
+                 decides by UP alone and shows `noop` (the engine now records \
+                 Device::ever_up for the daemon to report)",
+        applies: |d| {
+            d.kind == "details"
+                && d.item == ".qdisc"
+                && d.kernel == "\"noqueue\""
+                && d.user == "\"noop\""
+        },
+    },
+    Rule {
+        id: "m-down-in-other-netns",
+        reason: "iproute2 prints M-DOWN only when the lower is in the macvlan's own namespace \
+                 (no IFLA_LINK_NETNSID); umacvlan adds M-DOWN whenever the lower is down, \
+                 also for macvlans in other namespaces (every TAP placed with `netns`)",
+        applies: |d| {
+            d.kind == "details"
+                && d.item == ".flags"
+                && d.user.contains("M-DOWN")
+                && !d.kernel.contains("M-DOWN")
+                && d.user.replace(",\"M-DOWN\"", "") == d.kernel
+        },
+    },
+    Rule {
+        id: "operstate-lowerlayerdown-other-netns",
+        reason: "macvlan up, lower without carrier: the kernel's default_operstate looks the \
+                 lower's ifindex up in the macvlan's own namespace and says LOWERLAYERDOWN \
+                 only if it finds a device there that is not oper-up, else DOWN (a macvlan in \
+                 another namespace is almost always DOWN); umacvlan always says \
+                 LOWERLAYERDOWN (engine: Port::operstate_seen_from takes that lookup)",
+        applies: |d| {
+            d.kind == "details"
+                && d.item == ".operstate"
+                && d.kernel == "\"DOWN\""
+                && d.user == "\"LOWERLAYERDOWN\""
+        },
+    },
+];
 
 /// The first rule of `rules` that explains `d`.
 pub fn explain<'a>(rules: &'a [Rule], d: &Diff) -> Option<&'a Rule> {

@@ -35,6 +35,8 @@ pub struct Frame {
     pub src: String,
     pub ethertype: u16,
     pub vlan: Option<u16>,
+    /// An outer 802.1ad tag (QinQ), before the 802.1Q one.
+    pub svlan: Option<u16>,
     /// Total length (minimum: header + tag), before any VLAN tag is counted.
     pub len: usize,
     body: Body,
@@ -47,6 +49,7 @@ pub fn eth(dst: &str, src: &str) -> Frame {
         src: src.to_string(),
         ethertype: ETHERTYPE_EXP,
         vlan: None,
+        svlan: None,
         len: 60,
         body: Body::Tagged,
     }
@@ -59,6 +62,7 @@ pub fn frag(dst: &str, src: &str, dst_ip: [u8; 4], ident: u16, second: bool) -> 
         src: src.to_string(),
         ethertype: 0x0800,
         vlan: None,
+        svlan: None,
         len: 0,
         body: Body::Ipv4Frag {
             ident,
@@ -79,6 +83,11 @@ impl Frame {
         self.vlan = Some(tci);
         self
     }
+    /// An outer 802.1ad tag with this TCI (adds 4 bytes).
+    pub fn svlan(mut self, tci: u16) -> Frame {
+        self.svlan = Some(tci);
+        self
+    }
     /// Another ethertype.
     pub fn ethertype(mut self, t: u16) -> Frame {
         self.ethertype = t;
@@ -92,6 +101,10 @@ impl Frame {
         let mut f = Vec::with_capacity(self.len.max(64));
         f.extend_from_slice(&dst.0);
         f.extend_from_slice(&src.0);
+        if let Some(tci) = self.svlan {
+            f.extend_from_slice(&0x88a8u16.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
         if let Some(tci) = self.vlan {
             f.extend_from_slice(&0x8100u16.to_be_bytes());
             f.extend_from_slice(&tci.to_be_bytes());
@@ -100,7 +113,9 @@ impl Frame {
         match &self.body {
             Body::Tagged => {
                 f.extend_from_slice(tag);
-                let want = self.len + if self.vlan.is_some() { 4 } else { 0 };
+                let want = self.len
+                    + if self.vlan.is_some() { 4 } else { 0 }
+                    + if self.svlan.is_some() { 4 } else { 0 };
                 if f.len() < want {
                     f.resize(want, 0);
                 }
@@ -144,6 +159,9 @@ impl Frame {
     /// A short description for reports.
     pub fn describe(&self) -> String {
         let mut s = format!("{} > {} type {:04x}", self.src, self.dst, self.ethertype);
+        if let Some(t) = self.svlan {
+            s += &format!(" svlan {t}");
+        }
         if let Some(t) = self.vlan {
             s += &format!(" vlan {t}");
         }

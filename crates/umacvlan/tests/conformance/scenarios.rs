@@ -10,6 +10,14 @@ pub const UNK: &str = "02:bb:00:00:00:99";
 pub const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 pub const G1: &str = "01:00:5e:01:02:03";
 pub const G2: &str = "01:00:5e:01:02:04";
+/// Groups whose bytes 2..5 equal those of broadcast, of 33:33:00:00:00:01 and of
+/// 01:00:5e:00:00:01 (which every macvlan's stack joins): the kernel's per-device filter hashes
+/// only those four bytes, so these pass on every device whatever its salt.
+pub const ALIASES: [&str; 3] = [
+    "01:00:ff:ff:ff:ff",
+    "03:00:00:00:00:01",
+    "03:00:5e:00:00:01",
+];
 pub const PAUSE_DST: &str = "01:80:c2:00:00:01";
 pub const NEW_MAC: &str = "02:bb:00:00:00:42";
 
@@ -43,6 +51,7 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("mixed-modes", mixed_modes),
     ("hairpin-reflection", hairpin_reflection),
     ("source-mode", source_mode),
+    ("source-on-bridge-path", source_bridge_path),
     ("passthru", passthru),
     ("passthru-nopromisc", passthru_nopromisc),
     ("bcqueuelen-0-burst", bcqueuelen_zero),
@@ -58,6 +67,8 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("runt-and-oversized", runt_oversize),
     ("control-errors", control_errors),
     ("promisc-allmulti", promisc_allmulti),
+    ("ip-stack", ip_stack),
+    ("mc-poll-under-load", mc_poll_under_load),
 ];
 
 // ---------------------------------------------------------------------------- helpers
@@ -92,8 +103,14 @@ fn add_opts(w: &mut World, dev: &str, mode: &str, up: bool, link_opts: &[&str], 
 }
 
 fn join(w: &mut World, dev: &str, g: &str) {
+    let already = w.lower_has_group(g);
     w.sh(dev, &["ip", "maddr", "add", g, "dev", dev]);
-    w.wait_lower_group(g, true);
+    if already {
+        // Nothing to watch on the lower: give the daemon its poll period.
+        w.wait_mc_poll();
+    } else {
+        w.wait_lower_group(g, true);
+    }
 }
 
 fn leave(w: &mut World, dev: &str, g: &str) {
@@ -122,6 +139,9 @@ fn probe(w: &mut World, from: &str, to: &[&str]) {
     w.send(&format!("{from}->broadcast"), from, eth(BCAST, src));
     w.send(&format!("{from}->G1"), from, eth(G1, src));
     w.send(&format!("{from}->G2"), from, eth(G2, src));
+    for g in ALIASES {
+        w.send(&format!("{from}->{g}"), from, eth(g, src));
+    }
     w.end();
 }
 
@@ -174,6 +194,22 @@ fn mixed_modes(w: &mut World) {
     add_mixed(w);
     w.checkpoint("created");
     probe_all(w, MIXED);
+    // From the wire with a macvlan's own source MAC (what a reflecting switch returns).
+    w.step("from the wire with macvlan sources");
+    for d in MIXED {
+        w.send(
+            &format!("broadcast from {d}'s MAC"),
+            "ext",
+            eth(BCAST, mac(d)),
+        );
+        w.send(&format!("G1 from {d}'s MAC"), "ext", eth(G1, mac(d)));
+        w.send(
+            &format!("unicast to p1 from {d}'s MAC"),
+            "ext",
+            eth(mac("p1"), mac(d)),
+        );
+    }
+    w.end();
     join(w, "v1", G1);
     join(w, "p1", G1);
     probe(w, "ext", MIXED);
@@ -207,6 +243,8 @@ fn hairpin(w: &mut World) {
         &["bridge", "link", "set", "dev", "ext0", "hairpin", "on"],
     );
     w.sh("x", &["ip", "link", "set", "br0", "up"]);
+    // The port starts forwarding at once (no STP); the lower sees its peer's change.
+    w.settle();
 }
 
 fn hairpin_reflection(w: &mut World) {
@@ -333,6 +371,7 @@ fn passthru_common(w: &mut World, extra: &[&str]) {
             ("new", NEW_MAC),
             ("broadcast", BCAST),
             ("G1", G1),
+            ("G2", G2),
         ] {
             w.send(&format!("ext->{l}"), "ext", eth(dst, EXT_MAC));
         }
@@ -354,6 +393,21 @@ fn passthru_common(w: &mut World, extra: &[&str]) {
     w.checkpoint("flag nopromisc");
     w.ctl(&["link", "set", "pt0", "type", "macvlan", "flag", "null"]);
     w.checkpoint("flag null");
+    // The passthru macvlan's own rx flags: promisc stays on pt0, allmulti reaches the lower.
+    w.sh("pt0", &["ip", "link", "set", "pt0", "allmulticast", "on"]);
+    w.settle();
+    w.checkpoint("pt0 allmulticast");
+    from_ext(w, "pt0 allmulticast");
+    w.sh("pt0", &["ip", "link", "set", "pt0", "promisc", "on"]);
+    w.settle();
+    w.checkpoint("pt0 promisc");
+    // A MAC set on the lower directly is followed, and is what deletion leaves.
+    w.sh(
+        "h",
+        &["ip", "link", "set", "low0", "address", "02:aa:00:00:00:77"],
+    );
+    w.settle();
+    w.checkpoint("lower MAC set directly");
     w.ctl(&["link", "del", "pt0"]);
     w.checkpoint("deleted");
 }
@@ -386,6 +440,11 @@ fn bcqueuelen_zero(w: &mut World) {
     burst(w, "broadcast burst, usedbcqueuelen 100", BCAST);
     w.ctl(&["link", "set", "v0", "type", "macvlan", "bcqueuelen", "0"]);
     burst(w, "broadcast burst, back to 0", BCAST);
+    // usedbcqueuelen counts down macvlans too.
+    add_opts(w, "b2", "bridge", false, &[], &["bcqueuelen", "5000"]);
+    burst(w, "broadcast burst, a down macvlan asks for 5000", BCAST);
+    w.ctl(&["link", "del", "b2"]);
+    burst(w, "broadcast burst, it is gone", BCAST);
 }
 
 fn mtu_limits(w: &mut World) {
@@ -494,6 +553,9 @@ fn lower_down_up(w: &mut World) {
     add(w, "b0", "bridge", &[]);
     add(w, "b1", "bridge", &[]);
     add(w, "v0", "vepa", &[]);
+    // Once the lower is down its own stack leaves 224.0.0.1: what stays on its list is what
+    // the macvlans synced (daemon: polled).
+    w.wait_mc_poll();
     w.sh("h", &["ip", "link", "set", "low0", "down"]);
     w.settle();
     w.checkpoint("lower down");
@@ -577,6 +639,17 @@ fn vlan_tagged(w: &mut World) {
         "ext",
         eth(mac("b1"), EXT_MAC).vlan(0xefff),
     );
+    w.send(
+        "QinQ 20/10 to b0",
+        "ext",
+        eth(mac("b0"), EXT_MAC).svlan(20).vlan(10),
+    );
+    w.send(
+        "QinQ 20/10 broadcast",
+        "ext",
+        eth(BCAST, EXT_MAC).svlan(20).vlan(10),
+    );
+    w.send("802.1ad 20 G1", "ext", eth(G1, EXT_MAC).svlan(20));
     w.end();
     w.step("tagged from b0");
     w.send("vid 10 to b1", "b0", eth(mac("b1"), mac("b0")).vlan(10));
@@ -587,6 +660,16 @@ fn vlan_tagged(w: &mut World) {
         "vid 10 1518 to ext",
         "b0",
         eth(EXT_MAC, mac("b0")).vlan(10).len(1514),
+    );
+    w.send(
+        "QinQ to b1",
+        "b0",
+        eth(mac("b1"), mac("b0")).svlan(20).vlan(10),
+    );
+    w.send(
+        "QinQ broadcast",
+        "b0",
+        eth(BCAST, mac("b0")).svlan(20).vlan(10),
     );
     w.end();
 }
@@ -870,6 +953,15 @@ fn control_errors(w: &mut World) {
     w.ctl(&["link", "set", "e0", "mtu", "9000"]);
     w.ctl(&["link", "set", "e0", "mtu", "1000"]);
     w.ctl(&["link", "set", "e0", "type", "macvlan", "mode", "vepa"]);
+    // A changelink that fails half-way (the kernel sets the mode, then refuses macaddr).
+    w.ctl(&[
+        "link", "set", "e0", "type", "macvlan", "mode", "source", "macaddr", "add", EXT2,
+    ]);
+    w.ctl(&[
+        "link", "set", "e0", "type", "macvlan", "mode", "vepa", "macaddr", "add", EXT_MAC,
+    ]);
+    // Converge again (umacvlan refused the whole request).
+    w.ctl(&["link", "set", "e0", "type", "macvlan", "mode", "vepa"]);
     w.ctl(&["link", "del", "e1"]);
     w.ctl(&["link", "del", "e1"]);
     w.ctl(&["link", "set", "e1", "up"]);
@@ -916,4 +1008,81 @@ fn promisc_allmulti(w: &mut World) {
     w.sh("v0", &["ip", "link", "set", "v0", "allmulticast", "off"]);
     w.settle();
     w.checkpoint("all off");
+}
+
+/// The macvlans' own IPv4 stacks: ARP and ICMP through each path.
+fn ip_stack(w: &mut World) {
+    add(w, "b0", "bridge", &[]);
+    add(w, "b1", "bridge", &[]);
+    add(w, "v0", "vepa", &[]);
+    add(w, "p0", "private", &[]);
+    w.sh("x", &["ip", "addr", "add", "10.9.0.1/24", "dev", "ext0"]);
+    for (d, a) in [
+        ("b0", "10.9.0.2/24"),
+        ("b1", "10.9.0.3/24"),
+        ("v0", "10.9.0.4/24"),
+        ("p0", "10.9.0.5/24"),
+    ] {
+        w.sh(d, &["ip", "addr", "add", a, "dev", d]);
+    }
+    // Three echoes 0.2 s apart: exit 0 when any is answered, so a first ARP exchange that
+    // is still under way does not decide.
+    let ping = |w: &mut World, from: &str, to: &str| {
+        w.sh_status(from, &["ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", to]);
+    };
+    ping(w, "x", "10.9.0.2");
+    ping(w, "x", "10.9.0.5");
+    ping(w, "b0", "10.9.0.3");
+    ping(w, "b0", "10.9.0.1");
+    ping(w, "p0", "10.9.0.1");
+    // No hairpin on the far side: VEPA and private cannot reach their siblings.
+    ping(w, "v0", "10.9.0.2");
+    ping(w, "p0", "10.9.0.2");
+    hairpin(w);
+    // With it they can (the far side's bridge needs ext0 as a port without an address).
+    ping(w, "v0", "10.9.0.2");
+    ping(w, "p0", "10.9.0.4");
+}
+
+/// Bridge-local unicast re-enters the port's receive path, source mode included.
+fn source_bridge_path(w: &mut World) {
+    add(w, "b0", "bridge", &[]);
+    add(w, "b1", "bridge", &[]);
+    add(w, "s0", "source", &[]);
+    w.ctl(&[
+        "link",
+        "set",
+        "s0",
+        "type",
+        "macvlan",
+        "macaddr",
+        "add",
+        mac("b0"),
+    ]);
+    probe(w, "b0", &["b1", "s0"]);
+    add_opts(w, "s1", "source", false, &[], &["nodst"]);
+    w.ctl(&[
+        "link",
+        "set",
+        "s1",
+        "type",
+        "macvlan",
+        "macaddr",
+        "add",
+        mac("b0"),
+    ]);
+    probe(w, "b0", &["b1", "s0"]);
+    probe(w, "b1", &["b0"]);
+}
+
+/// A group joined while the daemon answers requests all the time (a monitoring agent
+/// reading counters every 100 ms): the kernel syncs it at once.
+fn mc_poll_under_load(w: &mut World) {
+    add(w, "b0", "bridge", &[]);
+    add(w, "b1", "bridge", &[]);
+    probe(w, "ext", &["b0", "b1"]);
+    w.sh("b1", &["ip", "maddr", "add", G1, "dev", "b1"]);
+    w.keep_asking(2.0);
+    probe(w, "ext", &["b0", "b1"]);
+    probe(w, "b0", &["b1"]);
 }

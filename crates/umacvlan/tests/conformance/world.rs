@@ -35,6 +35,17 @@ pub struct Seen {
     pub len: usize,
     /// A VLAN tag the kernel reported out of band (re-inserted by the capture socket).
     pub vlan: Option<u16>,
+    /// FNV-1a of the bytes (tag re-inserted): the copies must be byte-identical too.
+    pub sum: u32,
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 impl std::fmt::Display for Seen {
@@ -43,7 +54,7 @@ impl std::fmt::Display for Seen {
         if let Some(v) = self.vlan {
             write!(f, "/vlan{v}")?;
         }
-        Ok(())
+        write!(f, "/#{:08x}", self.sum)
     }
 }
 
@@ -63,9 +74,6 @@ fn pkt_name(p: PacketType) -> &'static str {
 pub struct FrameMeta {
     pub from: String,
     pub dst: String,
-    pub src: String,
-    pub ethertype: u16,
-    pub vlan: Option<u16>,
     pub desc: String,
 }
 
@@ -90,6 +98,14 @@ impl std::fmt::Display for CtlOut {
     }
 }
 
+/// A macvlan's multicast state as its namespace shows it: joined link-layer groups, and
+/// whether it takes every group (PROMISC or ALLMULTI set on it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct McState {
+    pub groups: Vec<String>,
+    pub all: bool,
+}
+
 /// One observation.
 #[derive(Clone, Debug)]
 pub enum Obs {
@@ -99,6 +115,8 @@ pub enum Obs {
         meta: FrameMeta,
         sent: String,
         seen: BTreeMap<String, Vec<Seen>>,
+        /// Each macvlan's own multicast state during the step (for allow-list rules).
+        ctx: BTreeMap<String, McState>,
     },
     /// Counter deltas of one device over a step (`None`: the device is absent). `aux`:
     /// side information for allow-list rules, never compared.
@@ -107,7 +125,7 @@ pub enum Obs {
         aux: BTreeMap<String, i64>,
     },
     /// A control operation's result.
-    Control { words: String, out: CtlOut },
+    Control { out: CtlOut },
     /// A normalised JSON view (`-d -j` details, the netdev as the system shows it, the
     /// lower's filters).
     Json(Value),
@@ -122,6 +140,8 @@ pub struct Entry {
     pub dev: String,
     /// The step (numbered per scenario) a frame or counter entry belongs to; 0 otherwise.
     pub step: u32,
+    /// The last control operation before this entry (its words).
+    pub after: String,
     pub obs: Obs,
 }
 
@@ -142,6 +162,7 @@ struct Step {
     no: u32,
     label: String,
     before: Snap,
+    ctx: BTreeMap<String, McState>,
     frames: Vec<Pending>,
 }
 
@@ -165,6 +186,9 @@ pub struct World {
     step: Option<Step>,
     steps: u32,
     cur_step: u32,
+    last_ctl: String,
+    /// A macvlan came up or joined a group since the daemon last polled multicast lists.
+    mc_dirty: bool,
     seq: u32,
     tagseq: u32,
     /// Times the daemon had to be restarted.
@@ -207,6 +231,8 @@ impl World {
             step: None,
             steps: 0,
             cur_step: 0,
+            last_ctl: String::new(),
+            mc_dirty: false,
             seq: 0,
             tagseq: 0,
             restarts: 0,
@@ -215,7 +241,7 @@ impl World {
         w.make_veth()?;
         if kind == Kind::User {
             let h = w.h.clone();
-            w.lab.start_daemon(&h, &[])?;
+            w.lab.start_daemon(&h, &daemon_args())?;
         }
         Ok(w)
     }
@@ -344,6 +370,7 @@ impl World {
                                         pkt: pkt_name(f.pkttype),
                                         len: f.orig_len,
                                         vlan: f.vlan.map(|v| v.tci),
+                                        sum: fnv1a(f.data),
                                     });
                                     got += 1;
                                     break;
@@ -373,6 +400,7 @@ impl World {
             kind,
             dev: dev.to_string(),
             step: self.cur_step,
+            after: self.last_ctl.clone(),
             obs,
         });
     }
@@ -416,15 +444,13 @@ impl World {
     /// the result and then every macvlan's `-d -j` details.
     pub fn ctl(&mut self, words: &[&str]) -> CtlOut {
         let out = self.ctl_quiet(words);
+        self.last_ctl = words.join(" ");
         let shown = words.join(" ");
         self.push(
             "control",
             "",
             &format!("ctl `{shown}`"),
-            Obs::Control {
-                words: shown.clone(),
-                out: out.clone(),
-            },
+            Obs::Control { out: out.clone() },
         );
         self.details_all();
         out
@@ -432,6 +458,7 @@ impl World {
 
     /// Like [`World::ctl`] without recording (setup whose result a later check covers).
     pub fn ctl_quiet(&mut self, words: &[&str]) -> CtlOut {
+        self.note_mc_change(words);
         if let Some(i) = words.iter().position(|w| *w == "name") {
             if words.get(1) == Some(&"add") {
                 if let Some(n) = words.get(i + 1) {
@@ -478,16 +505,28 @@ impl World {
             "command",
             "",
             &shown.clone(),
-            Obs::Control {
-                words: shown,
-                out: out.clone(),
-            },
+            Obs::Control { out: out.clone() },
         );
         out
     }
 
+    /// Like [`World::sh`], recording only the exit status (for commands whose output has
+    /// timings, like ping).
+    pub fn sh_status(&mut self, who: &str, argv: &[&str]) -> i32 {
+        let out = self.sh_quiet(who, argv);
+        let shown = format!("[{who}] {}", argv.join(" "));
+        let status = CtlOut {
+            code: out.code,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        self.push("command", "", &shown.clone(), Obs::Control { out: status });
+        out.code
+    }
+
     /// Like [`World::sh`], not recorded.
     pub fn sh_quiet(&mut self, who: &str, argv: &[&str]) -> CtlOut {
+        self.note_mc_change(argv);
         let ns = self.ns_of(who);
         let argv = self.subst(argv);
         let mut v = vec!["ip".to_string(), "netns".into(), "exec".into(), ns];
@@ -497,6 +536,11 @@ impl World {
         out.stdout = self.normalise(&out.stdout);
         out.stderr = self.normalise(&out.stderr);
         out
+    }
+
+    /// Whether the lower's multicast list holds `group`.
+    pub fn lower_has_group(&self, group: &str) -> bool {
+        self.lower_groups().iter().any(|g| g == group)
     }
 
     /// Waits until the lower's multicast list does (or does not) hold `group`: the kernel
@@ -515,8 +559,73 @@ impl World {
     /// Gives the daemon time to follow a change made with plain iproute2 to a TAP or to the
     /// lower (it learns them from link events); no-op for the kernel.
     pub fn settle(&self) {
+        // The kernel applies lower events from linkwatch work, which is rate-limited to once
+        // a second unless "urgent" (and a veth whose ifindex equals its peer's in the other
+        // namespace is not): wait until the lower's operstate agrees with its carrier, i.e.
+        // linkwatch has run and the macvlans (kernel) / the daemon (rtnetlink) were told.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Some(v) = Self::json(&["ip", "-n", &self.h, "-j", "link", "show", "dev", "low0"])
+            else {
+                break;
+            };
+            let flags: Vec<&str> = v["flags"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
+                .unwrap_or_default();
+            let carrier = flags.contains(&"LOWER_UP");
+            let oper_up = v["operstate"] == "UP";
+            if carrier == oper_up {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ms = match self.kind {
+            Kind::Kernel => 100,
+            Kind::User => 300,
+        };
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    /// A macvlan's stack joins groups by itself when it comes up (IPv4 all-hosts, and
+    /// 33:33:00:00:00:01 even with IPv6 off), and `maddr` joins more: the kernel syncs them
+    /// at once, the daemon polls them. Remember to give it time before the next step.
+    fn note_mc_change(&mut self, words: &[&str]) {
+        // (An MTU below 1280 makes IPv6 leave its groups.)
+        if words
+            .iter()
+            .any(|w| matches!(*w, "add" | "up" | "maddr" | "mtu"))
+        {
+            self.mc_dirty = true;
+        }
+    }
+
+    /// Keeps the daemon busy for `secs` seconds: `-s link show` every 100 ms (kernel world:
+    /// the same through `ip` in the macvlans' namespaces), as a monitoring agent would.
+    pub fn keep_asking(&mut self, secs: f64) {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        while Instant::now() < deadline {
+            match self.kind {
+                Kind::User => {
+                    let _ = self.lab.cli(&["-s", "link", "show"]);
+                }
+                Kind::Kernel => {
+                    for d in self.devs.clone() {
+                        let ns = self.dev_ns(&d);
+                        let _ = run(&["ip", "-n", &ns, "-s", "link", "show"]);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.mc_dirty = false;
+    }
+
+    /// Lets the daemon pick up the groups the macvlans' own stacks joined by themselves
+    /// (IPv4 all-hosts): it polls multicast lists every 0.5 s, the kernel syncs them at once.
+    pub fn wait_mc_poll(&self) {
         if self.kind == Kind::User {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(900));
         }
     }
 
@@ -651,6 +760,9 @@ impl World {
 
     /// Records every macvlan's details and system view, and the lower's state.
     pub fn checkpoint(&mut self, label: &str) {
+        if std::mem::take(&mut self.mc_dirty) {
+            self.wait_mc_poll();
+        }
         self.details_all();
         for d in self.devs.clone() {
             let v = self.sys_json(&d);
@@ -722,19 +834,47 @@ impl World {
         s
     }
 
+    /// Every macvlan's multicast state (`ip maddr` and its flags, in its namespace).
+    fn mc_states(&mut self) -> BTreeMap<String, McState> {
+        let mut m = BTreeMap::new();
+        for d in self.devs.clone() {
+            let ns = self.dev_ns(&d);
+            let r = run(&["ip", "-n", &ns, "maddr", "show", "dev", &d]);
+            let groups = r
+                .stdout
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("link  "))
+                .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+                .collect();
+            let v = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", &d]);
+            let all = v.is_some_and(|v| {
+                v["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "PROMISC" || x == "ALLMULTI"))
+            });
+            m.insert(d, McState { groups, all });
+        }
+        m
+    }
+
     // ------------------------------------------------------------------ frames
 
     /// Starts a step: captures ready and drained, counters read.
     pub fn step(&mut self, label: &str) {
         assert!(self.step.is_none(), "step {label} inside another step");
+        if std::mem::take(&mut self.mc_dirty) {
+            self.wait_mc_poll();
+        }
         self.ensure_caps();
         self.drain();
         let before = self.snap();
+        let ctx = self.mc_states();
         self.steps += 1;
         self.step = Some(Step {
             no: self.steps,
             label: label.to_string(),
             before,
+            ctx,
             frames: Vec::new(),
         });
     }
@@ -769,9 +909,6 @@ impl World {
         let meta = FrameMeta {
             from: point.to_string(),
             dst: f.dst.clone(),
-            src: f.src.clone(),
-            ethertype: f.ethertype,
-            vlan: f.vlan,
             desc: f.describe(),
         };
         let st = self.step.as_mut().expect("send outside a step");
@@ -791,7 +928,7 @@ impl World {
         // after); the daemon needs a few scheduler rounds. Then wait for quiet.
         let min = match self.kind {
             Kind::Kernel => 60,
-            Kind::User => 200,
+            Kind::User => 150,
         };
         std::thread::sleep(Duration::from_millis(min));
         let mut quiet = 0;
@@ -819,6 +956,7 @@ impl World {
                     meta: p.meta,
                     sent: p.sent,
                     seen,
+                    ctx: st.ctx.clone(),
                 },
             );
         }
@@ -853,13 +991,6 @@ impl World {
         self.cur_step = 0;
     }
 
-    /// One-frame step.
-    pub fn one(&mut self, label: &str, point: &str, f: Frame) {
-        self.step(label);
-        self.send("frame", point, f);
-        self.end();
-    }
-
     // ------------------------------------------------------------------ scenario lifecycle
 
     /// Back to the base topology: no macvlans, no bridge on the far side, lower and ext0
@@ -874,7 +1005,7 @@ impl World {
                 self.restarts += 1;
                 self.lab.stop_daemon("KILL");
                 let h = self.h.clone();
-                self.lab.start_daemon(&h, &[])?;
+                self.lab.start_daemon(&h, &daemon_args())?;
             }
             if let Ok(v) =
                 serde_json::from_str::<Value>(&self.lab.cli(&["-j", "link", "show"]).stdout)
@@ -899,6 +1030,17 @@ impl World {
             }
         }
         let _ = run(&["ip", "-n", &self.x, "link", "del", "br0"]);
+        // A lower that kept promiscuity/allmulti references after its macvlans went (the
+        // kernel leaks a passthru macvlan's allmulti) is replaced.
+        let lower = Self::json(&[
+            "ip", "-n", &self.h, "-d", "-j", "link", "show", "dev", "low0",
+        ]);
+        if lower.as_ref().is_some_and(|l| {
+            l["promiscuity"].as_u64().unwrap_or(0) > 0 || l["allmulti"].as_u64().unwrap_or(0) > 0
+        }) {
+            let _ = run(&["ip", "-n", &self.h, "link", "del", "low0"]);
+            self.settle();
+        }
         if Self::json(&["ip", "-n", &self.h, "-j", "link", "show", "dev", "low0"]).is_none() {
             let _ = run(&["ip", "-n", &self.x, "link", "del", "ext0"]);
             self.make_veth()?;
@@ -924,6 +1066,8 @@ impl World {
         self.settle();
         self.devs.clear();
         self.rec.clear();
+        self.last_ctl.clear();
+        self.mc_dirty = false;
         self.seq = 0;
         self.steps = 0;
         Ok(())
@@ -935,6 +1079,14 @@ impl World {
             .ok()?
             .as_array()
             .cloned()
+    }
+}
+
+/// Extra daemon flags from `CONFORMANCE_DAEMON_ARGS` (e.g. `--log umacvlan=debug`).
+fn daemon_args() -> Vec<&'static str> {
+    match std::env::var("CONFORMANCE_DAEMON_ARGS") {
+        Ok(s) => s.leak().split_whitespace().collect(),
+        Err(_) => Vec::new(),
     }
 }
 
