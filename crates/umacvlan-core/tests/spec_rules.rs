@@ -640,16 +640,23 @@ fn s5_device_filter_reads_only_bytes_2_to_5() {
     // wherever one with the same last four bytes was joined.
     let (mut p, ids) = port_with(&[Vepa, Vepa]);
     p.lower_rx_flags_changed(true, false);
-    p.set_mc_list(ids[0], vec![MacAddr([0x33, 0x33, 0, 0, 0, 1])]).unwrap();
+    p.set_mc_list(ids[0], vec![MacAddr([0x33, 0x33, 0, 0, 0, 1])])
+        .unwrap();
     let d0 = p.device(ids[0]).unwrap();
     assert!(d0.accepts_group(MacAddr([1, 0, 0xff, 0xff, 0xff, 0xff])));
     assert!(d0.accepts_group(MacAddr([3, 0, 0, 0, 0, 1])));
     assert!(!d0.accepts_group(MacAddr([3, 0, 0, 0, 0, 2])));
     let got = |g: MacAddr| targets(&rx_all(&p, &frame(g, EXT, 60)).1);
     assert_eq!(got(MacAddr([3, 0, 0, 0, 0, 1])), vec![ids[0]]);
-    assert_eq!(got(MacAddr([1, 0, 0xff, 0xff, 0xff, 0xff])), vec![ids[0], ids[1]]);
+    assert_eq!(
+        got(MacAddr([1, 0, 0xff, 0xff, 0xff, 0xff])),
+        vec![ids[0], ids[1]]
+    );
     let snap = p.snapshot();
-    assert!(snap.device(ids[1]).unwrap().accepts_group(MacAddr([7, 7, 0xff, 0xff, 0xff, 0xff])));
+    assert!(snap
+        .device(ids[1])
+        .unwrap()
+        .accepts_group(MacAddr([7, 7, 0xff, 0xff, 0xff, 0xff])));
 }
 
 #[test]
@@ -1175,7 +1182,11 @@ fn s5_passthru_allmulti_reaches_the_lower_only_when_toggled_up() {
     let pt = ids[0];
     p.set_rx_flags(pt, true, false).unwrap();
     assert_eq!(p.lower_filters().allmulti, 0);
-    assert_eq!(p.lower_filters().promisc, 1, "its own passthru reference only");
+    assert_eq!(
+        p.lower_filters().promisc,
+        1,
+        "its own passthru reference only"
+    );
     p.set_rx_flags(pt, false, true).unwrap();
     assert_eq!(p.lower_filters().allmulti, 1);
     // Held across stop/open.

@@ -155,6 +155,9 @@ pub struct LinkInfo {
     pub mtu: u32,
     /// `UP`, `DOWN`, `LOWERLAYERDOWN`, …
     pub operstate: String,
+    /// The qdisc a kernel macvlan would show: `noop` until first opened, `noqueue` after.
+    /// Empty from daemons that do not report it (clients then decide by `UP`).
+    pub qdisc: String,
     /// The macvlan's MAC.
     pub address: MacAddr,
     /// Promiscuity count of the macvlan device.

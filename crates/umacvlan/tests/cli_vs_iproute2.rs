@@ -667,6 +667,7 @@ fn base_info(name: &str, mac: &str, mode: Mode) -> LinkInfo {
         flags: vec!["BROADCAST".into(), "MULTICAST".into()],
         mtu: 1500,
         operstate: "DOWN".into(),
+        qdisc: String::new(),
         address: mac.parse::<MacAddr>().unwrap(),
         promiscuity: 0,
         allmulti: 0,

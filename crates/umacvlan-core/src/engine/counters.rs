@@ -14,8 +14,11 @@ pub struct DevCounters {
     pub rx_bytes: u64,
     /// multicast.
     pub rx_multicast: u64,
-    /// rx_errors (also reported as rx_dropped).
+    /// rx_errors (also reported in rx_dropped).
     pub rx_errors: u64,
+    /// Drops the kernel charges to the macvlan device itself (`dev_core_stats_rx_dropped_inc`,
+    /// e.g. a local flood copy larger than the receiver's MTU), reported in rx_dropped too.
+    pub rx_core_dropped: u64,
     /// tx_packets.
     pub tx_packets: u64,
     /// tx_bytes.
@@ -37,11 +40,14 @@ impl DevCounters {
         }
     }
 
-    /// Counts a [`Delivery`] once the copy was written (`written`) or not.
+    /// Counts a [`Delivery`] once the copy was written (`written`) or not. A refused copy
+    /// is also a core drop on the receiver (`____dev_forward_skb` counts it before returning
+    /// the error `macvlan_broadcast` counts).
     #[inline]
     pub fn count_delivery(&mut self, d: &Delivery, written: bool) {
         let success = !d.refused && (written || !d.checked);
         self.count_rx(d.bytes, success, d.multicast);
+        self.rx_core_dropped += d.refused as u64;
     }
 
     /// `macvlan_start_xmit`'s accounting: success counts packets and bytes, failure a drop.
@@ -61,14 +67,16 @@ impl DevCounters {
         self.rx_bytes += o.rx_bytes;
         self.rx_multicast += o.rx_multicast;
         self.rx_errors += o.rx_errors;
+        self.rx_core_dropped += o.rx_core_dropped;
         self.tx_packets += o.tx_packets;
         self.tx_bytes += o.tx_bytes;
         self.tx_dropped += o.tx_dropped;
     }
 
-    /// `rx_dropped` as reported: the kernel reports rx_errors there too.
+    /// `rx_dropped` as reported: `macvlan_dev_get_stats64` puts rx_errors there, and the
+    /// core adds the device's own drops.
     pub fn rx_dropped(&self) -> u64 {
-        self.rx_errors
+        self.rx_errors + self.rx_core_dropped
     }
 }
 
@@ -125,7 +133,11 @@ mod tests {
         let mut c = DevCounters::default();
         c.count_delivery(&d(true, false), false);
         c.count_delivery(&d(true, true), true);
-        assert_eq!((c.rx_packets, c.rx_errors, c.rx_dropped()), (0, 2, 2));
+        assert_eq!(
+            (c.rx_packets, c.rx_errors, c.rx_dropped()),
+            (0, 2, 3),
+            "refused: error and core drop"
+        );
     }
 
     #[test]

@@ -63,10 +63,12 @@ impl From<&Stats64> for Full64 {
 /// report one; a fresh kernel macvlan shows 0.
 const CARRIER_CHANGES: u64 = 0;
 
-/// The qdisc a kernel macvlan shows: `noop` until first opened, `noqueue` after. Without
-/// that history, `UP` decides.
-fn qdisc(l: &LinkInfo) -> &'static str {
-    if l.flags.iter().any(|f| f == "UP") {
+/// The qdisc a kernel macvlan shows: `noop` until first opened, `noqueue` after, as the
+/// daemon reports it; from a daemon that does not, `UP` decides.
+fn qdisc(l: &LinkInfo) -> &str {
+    if !l.qdisc.is_empty() {
+        &l.qdisc
+    } else if l.flags.iter().any(|f| f == "UP") {
         "noqueue"
     } else {
         "noop"

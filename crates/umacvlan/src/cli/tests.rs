@@ -511,6 +511,7 @@ fn info(name: &str, idx: u32, mode: Mode) -> LinkInfo {
         flags: vec!["BROADCAST".into(), "MULTICAST".into()],
         mtu: 1500,
         operstate: "DOWN".into(),
+        qdisc: String::new(),
         address: mac("02:00:00:00:00:01"),
         promiscuity: 0,
         allmulti: 0,

@@ -19,6 +19,7 @@ struct Slot {
     rx_bytes: AtomicU64,
     rx_multicast: AtomicU64,
     rx_errors: AtomicU64,
+    rx_core_dropped: AtomicU64,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     tx_dropped: AtomicU64,
@@ -81,6 +82,9 @@ impl CounterTable {
         } else {
             bump(&s.rx_errors, 1);
         }
+        if d.refused {
+            bump(&s.rx_core_dropped, 1);
+        }
     }
 
     /// Counts one transmit.
@@ -117,6 +121,7 @@ impl CounterTable {
                 &s.rx_bytes,
                 &s.rx_multicast,
                 &s.rx_errors,
+                &s.rx_core_dropped,
                 &s.tx_packets,
                 &s.tx_bytes,
                 &s.tx_dropped,
@@ -135,6 +140,7 @@ impl CounterTable {
                 rx_bytes: s.rx_bytes.load(Relaxed),
                 rx_multicast: s.rx_multicast.load(Relaxed),
                 rx_errors: s.rx_errors.load(Relaxed),
+                rx_core_dropped: s.rx_core_dropped.load(Relaxed),
                 tx_packets: s.tx_packets.load(Relaxed),
                 tx_bytes: s.tx_bytes.load(Relaxed),
                 tx_dropped: s.tx_dropped.load(Relaxed),

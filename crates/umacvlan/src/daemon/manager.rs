@@ -952,6 +952,8 @@ fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()
     Ok(())
 }
 
+/// `link show` for one macvlan. Where the kernel's answer depends on the macvlan's namespace
+/// (operstate without carrier, `M-DOWN`), it is computed from there.
 fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo {
     let lower = port.lower();
     let carrier = port.carrier();
@@ -972,9 +974,27 @@ fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo 
             flags.push("LOWER_UP");
         }
     }
-    if !lower.up {
+    // iproute2 prints M-DOWN from the lower's flags only when it can see the lower: in the
+    // same namespace.
+    if !lower.up && e.netns.is_none() {
         flags.push("M-DOWN");
     }
+    // Without carrier the kernel says LOWERLAYERDOWN only if the lower's ifindex, looked up in
+    // the macvlan's own namespace, names a device that is not operationally up.
+    let operstate = match &e.netns {
+        None => port.operstate(d.id),
+        Some(ns) if d.up && !carrier => {
+            // A kernel macvlan never finds itself there; our TAP, created in place, may have
+            // been given the lower's ifindex.
+            let peer = RtNetlink::open_in(Some(ns))
+                .ok()
+                .and_then(|mut r| r.get_link_by_index(lower.ifindex).ok())
+                .filter(|l| l.ifindex != e.ifindex || l.name != d.name)
+                .map(|l| matches!(l.operstate, OperState::Up | OperState::Unknown));
+            port.operstate_seen_from(d.id, peer)
+        }
+        Some(_) => port.operstate_seen_from(d.id, None),
+    };
     LinkInfo {
         ifindex: e.ifindex,
         ifname: d.name.clone(),
@@ -986,7 +1006,8 @@ fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo 
             .map(|n| n.name().ok().flatten().unwrap_or_else(|| "?".into())),
         flags: flags.into_iter().map(String::from).collect(),
         mtu: d.mtu,
-        operstate: port.operstate(d.id).to_string(),
+        operstate: operstate.to_string(),
+        qdisc: if d.ever_up { "noqueue" } else { "noop" }.to_string(),
         address: d.mac,
         promiscuity: d.promisc as u32,
         allmulti: d.allmulti as u32,

@@ -139,11 +139,15 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     monitors.push((None, None, own));
     let mut saved = mgr.config();
     let mut events = Events::with_capacity(16);
+    let mut last_poll = std::time::Instant::now();
     let mut link_events = Vec::new();
     loop {
-        // Multicast lists have no netlink event, so they are polled — only while there is
-        // something to poll: a daemon without macvlans sleeps until asked.
-        let timeout = mgr.has_ports().then_some(MC_POLL);
+        // Multicast lists have no netlink event, so they are polled every MC_POLL whatever
+        // else happens — and only while there is something to poll: a daemon without macvlans
+        // sleeps until asked.
+        let timeout = mgr
+            .has_ports()
+            .then(|| MC_POLL.saturating_sub(last_poll.elapsed()));
         epoll.wait(&mut events, timeout).or_else(|e| {
             if e.kind() == io::ErrorKind::Interrupted {
                 Ok(0)
@@ -178,8 +182,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         if stop {
             break;
         }
-        if ready.is_empty() {
+        if mgr.has_ports() && last_poll.elapsed() >= MC_POLL {
             mgr.poll_multicast();
+            last_poll = std::time::Instant::now();
         }
         // Watch every namespace that holds a TAP; forget namespaces no longer used.
         let wanted = mgr.tap_namespaces();
