@@ -801,12 +801,24 @@ pub fn parse_dev_mcast(text: &str) -> Vec<DevMcastEntry> {
 /// [`NetnsHandle::run_in`]. Reads `/proc/thread-self/net/dev_mcast`: `/proc/net` follows the
 /// main thread's namespace, not the caller's.
 pub fn multicast_addresses(ifindex: u32) -> io::Result<Vec<MacAddr>> {
+    Ok(multicast_table()?.remove(&ifindex).unwrap_or_default())
+}
+
+/// The link-layer multicast lists of every device in the calling thread's namespace, by
+/// ifindex, from one read of `/proc/thread-self/net/dev_mcast` (the kernel formats all devices
+/// on every read: read it once for many devices).
+pub fn multicast_table() -> io::Result<std::collections::HashMap<u32, Vec<MacAddr>>> {
     let text = std::fs::read_to_string("/proc/thread-self/net/dev_mcast")?;
-    Ok(parse_dev_mcast(&text)
+    let mut t: std::collections::HashMap<u32, Vec<MacAddr>> = std::collections::HashMap::new();
+    for e in parse_dev_mcast(&text)
         .into_iter()
-        .filter(|e| e.ifindex == ifindex && e.addr.len() == 6)
-        .map(|e| MacAddr::from_slice(&e.addr))
-        .collect())
+        .filter(|e| e.addr.len() == 6)
+    {
+        t.entry(e.ifindex)
+            .or_default()
+            .push(MacAddr::from_slice(&e.addr));
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -121,8 +121,15 @@ fn valid_ifname(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
-/// What the engine needs to know about a lower, from rtnetlink.
+/// What the engine needs to know about a lower, from rtnetlink and its multicast list.
 pub fn lower_state(l: &LinkState) -> LowerState {
+    let mut s = lower_flags(l);
+    s.mc_list = umacvlan_io::netlink::multicast_addresses(l.ifindex).unwrap_or_default();
+    s
+}
+
+/// [`lower_state`] without the multicast list (which costs a read of `/proc/net/dev_mcast`).
+fn lower_flags(l: &LinkState) -> LowerState {
     LowerState {
         ifindex: l.ifindex,
         name: l.name.clone(),
@@ -139,7 +146,7 @@ pub fn lower_state(l: &LinkState) -> LowerState {
         dormant: l.operstate == OperState::Dormant,
         promisc: l.promiscuity > 0,
         allmulti: l.allmulti.unwrap_or(0) > 0 || l.flags & iff::ALLMULTI != 0,
-        mc_list: umacvlan_io::netlink::multicast_addresses(l.ifindex).unwrap_or_default(),
+        mc_list: Vec::new(),
     }
 }
 
@@ -405,18 +412,11 @@ impl Manager {
             tracing::warn!("lower filter update failed: {e}");
         }
         // Our memberships change the lower's promiscuity and allmulti counts, which widen the
-        // port filters: read them back.
+        // port filters: read them back. (Its multicast list is polled with the macvlans'.)
         if let Ok(l) = self.rtnl.get_link_by_index(lower) {
-            let s = lower_state(&l);
-            if (s.promisc, s.allmulti, &s.mc_list)
-                != (
-                    pe.port.lower().promisc,
-                    pe.port.lower().allmulti,
-                    &pe.port.lower().mc_list,
-                )
-            {
+            let s = lower_flags(&l);
+            if (s.promisc, s.allmulti) != (pe.port.lower().promisc, pe.port.lower().allmulti) {
                 pe.port.lower_rx_flags_changed(s.promisc, s.allmulti);
-                pe.port.lower_mc_list_changed(s.mc_list);
                 let snap = pe.port.snapshot();
                 let uppers = pe.dp.view().uppers.clone();
                 pe.dp.publish(View { snap, uppers });
@@ -820,38 +820,49 @@ impl Manager {
         }
     }
 
-    /// Re-reads the multicast lists of the TAPs and lowers (there is no event for them).
+    /// Re-reads the multicast lists of the TAPs and lowers (there is no event for them): one
+    /// read of `/proc/net/dev_mcast` per namespace, however many macvlans live there.
     pub fn poll_multicast(&mut self) {
+        let Ok(own) = umacvlan_io::netlink::multicast_table() else {
+            return;
+        };
+        // Other namespaces holding up TAPs, each read once.
+        let mut tables: Vec<(NetnsHandle, std::collections::HashMap<u32, Vec<MacAddr>>)> =
+            Vec::new();
+        for ns in self.tap_namespaces() {
+            if let Ok(Ok(t)) = ns.run_in(umacvlan_io::netlink::multicast_table) {
+                tables.push((ns, t));
+            }
+        }
         let lowers: Vec<u32> = self.ports.keys().copied().collect();
         for lower in lowers {
             let pe = self.ports.get_mut(&lower).expect("present");
             let mut changed = false;
-            let ids: Vec<DevId> = pe.devs.keys().copied().collect();
-            for id in ids {
-                let e = &pe.devs[&id];
-                if !pe.port.device(id).is_some_and(|d| d.up) {
+            for (id, e) in &pe.devs {
+                if !pe.port.device(*id).is_some_and(|d| d.up) {
                     continue;
                 }
-                let ifindex = e.ifindex;
-                let groups = NetnsHandle::run_in_opt(e.netns.as_ref(), move || {
-                    umacvlan_io::netlink::multicast_addresses(ifindex)
-                });
-                if let Ok(Ok(g)) = groups {
-                    let mut g = g;
-                    g.sort_unstable();
-                    g.dedup();
-                    if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
-                        let _ = pe.port.set_mc_list(id, g);
-                        changed = true;
-                    }
+                let table = match &e.netns {
+                    None => Some(&own),
+                    Some(ns) => tables
+                        .iter()
+                        .find(|(n, _)| n.same_as(ns).unwrap_or(false))
+                        .map(|(_, t)| t),
+                };
+                let Some(table) = table else { continue };
+                let mut g = table.get(&e.ifindex).cloned().unwrap_or_default();
+                g.sort_unstable();
+                g.dedup();
+                if pe.port.device(*id).is_some_and(|d| d.mc_list != g) {
+                    let _ = pe.port.set_mc_list(*id, g);
+                    changed = true;
                 }
             }
-            let lower_mc = umacvlan_io::netlink::multicast_addresses(lower).unwrap_or_default();
-            let mut sorted = lower_mc.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            if sorted != pe.port.lower().mc_list {
-                pe.port.lower_mc_list_changed(sorted);
+            let mut lower_mc = own.get(&lower).cloned().unwrap_or_default();
+            lower_mc.sort_unstable();
+            lower_mc.dedup();
+            if lower_mc != pe.port.lower().mc_list {
+                pe.port.lower_mc_list_changed(lower_mc);
                 changed = true;
             }
             if changed {

@@ -125,7 +125,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             PathBuf::from(p)
         }
     });
-    let mut tree = stats::StatsTree::new(stats_dir);
+    let tree_stop = stats::run_tree(stats_dir.clone(), inbox.clone())?;
     tracing::info!(socket = %args.socket.display(), workers, "umacvlan daemon ready");
 
     let epoll = Epoll::new()?;
@@ -208,13 +208,6 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
             }
         }
-        if let crate::proto::Response::Links { links } =
-            mgr.handle(crate::proto::Request::LinkShow { name: None })
-        {
-            if let Err(e) = tree.update(&links) {
-                tracing::warn!("cannot write the statistics tree: {e}");
-            }
-        }
         if let Some(p) = &args.state {
             let now = mgr.config();
             if now != saved {
@@ -235,7 +228,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         });
     }
     mgr.shutdown();
-    tree.remove();
+    tree_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stats::StatsTree::new(stats_dir).remove();
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
 }

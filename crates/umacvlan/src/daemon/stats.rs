@@ -78,8 +78,12 @@ impl StatsTree {
                 continue;
             }
             std::fs::create_dir_all(&stats)?;
-            for (name, v) in counter_files(l) {
-                write_readonly(&stats.join(name), &format!("{v}\n"))?;
+            // Only the counters that moved are rewritten.
+            let before = old.map(counter_files);
+            for (i, (name, v)) in counter_files(l).into_iter().enumerate() {
+                if before.is_none_or(|b| b[i].1 != v) {
+                    write_readonly(&stats.join(name), &format!("{v}\n"))?;
+                }
             }
         }
         let names: BTreeSet<&str> = links.iter().map(|l| l.ifname.as_str()).collect();
@@ -214,6 +218,28 @@ pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
     out
+}
+
+/// Keeps the tree under `dir` current from its own thread, once a second, so the manager
+/// thread never waits on the file system. Returns the thread's stop flag.
+pub fn run_tree(dir: PathBuf, inbox: Arc<Inbox>) -> io::Result<Arc<std::sync::atomic::AtomicBool>> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::Builder::new()
+        .name("umv-stats".into())
+        .spawn(move || {
+            let mut tree = StatsTree::new(dir);
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Response::Links { links } = inbox.call(Request::LinkShow { name: None }) {
+                    if let Err(e) = tree.update(&links) {
+                        tracing::warn!("cannot write the statistics tree: {e}");
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            tree.remove();
+        })?;
+    Ok(stop)
 }
 
 /// Serves `GET /metrics` on `addr` until the process ends.
