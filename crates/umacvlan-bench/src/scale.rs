@@ -1,0 +1,153 @@
+//! Data-plane cost as the number of macvlans on the lower grows: the kernel macvlan and
+//! umacvlan labs (mode bridge) get extra macvlans (up, in the switch's namespace) until the
+//! lower carries N in all, and at each N the raw-frame test and ping run again between the
+//! same two endpoints, and the switching process's CPU is measured while nothing is sent
+//! (what the daemon spends on N macvlans by itself). Repetitions alternate between the two
+//! systems at each N.
+
+use serde_json::json;
+
+use crate::control::{add_words, client_adds, kernel_batch};
+use crate::measure::{self, Params};
+use crate::report::Results;
+use crate::stats::Sample;
+use crate::systems::{Kind, SystemLab};
+
+/// Grows `sl` (a macvlan lab with two macvlans) to `n` macvlans on its lower.
+pub fn grow(sl: &SystemLab, have: usize, n: usize) -> Result<(), String> {
+    if n <= have {
+        return Ok(());
+    }
+    let sw = sl.sw.as_deref().ok_or("no switch namespace")?;
+    let lower = sl.lower.as_deref().ok_or("no lower")?;
+    let words: Vec<Vec<String>> = (have..n)
+        .map(|i| add_words(lower, &format!("x{i}")))
+        .collect();
+    match sl.kind {
+        Kind::KernelMacvlan => kernel_batch(sw, &words),
+        Kind::Umacvlan => client_adds(&sl.lab, &words),
+        k => Err(format!("{} has no macvlans to add", k.id())),
+    }
+}
+
+/// Metrics measured at each N.
+pub const SCALE_METRICS: [&str; 4] = [
+    "l2_delivered_pps",
+    "l2_switch_ns_per_frame",
+    "ping_avg_us",
+    "ping_p99_us",
+];
+
+/// Runs the scaling test on `labs` over `points`; adds samples (with `n`), raw runs and
+/// errors to `r`.
+pub fn run(
+    labs: &mut [SystemLab],
+    points: &[usize],
+    reps: u32,
+    p: &Params,
+    r: &mut Results,
+    log: &dyn Fn(&str),
+) -> Result<(), String> {
+    let Results {
+        samples,
+        runs: raw,
+        errors,
+        ..
+    } = r;
+    let mut have = vec![2usize; labs.len()];
+    for &n in points {
+        for (i, sl) in labs.iter().enumerate() {
+            let t = std::time::Instant::now();
+            grow(sl, have[i], n)?;
+            log(&format!(
+                "scale: {} now has {n} macvlans on its lower (+{} in {:.1} s)",
+                sl.kind.id(),
+                n.saturating_sub(have[i]),
+                t.elapsed().as_secs_f64()
+            ));
+            have[i] = have[i].max(n);
+        }
+        for rep in 0..reps {
+            let k = labs.len();
+            for j in 0..k {
+                crate::cmd::check()?;
+                let sl = &mut labs[(j + rep as usize) % k];
+                let sys = sl.kind.id().to_string();
+                if let (Some(pid), true) = (sl.switch_pid, p.idle_secs > 0.0) {
+                    let m = crate::procfs::CpuMeter::start(Some(pid));
+                    crate::cmd::sleep(std::time::Duration::from_secs_f64(p.idle_secs));
+                    let u = m.finish();
+                    if let Some(c) = u.switch_cpu_s {
+                        let pct = 100.0 * c / u.wall_s.max(1e-3);
+                        samples.push(Sample {
+                            system: sys.clone(),
+                            metric: "scale_idle_cpu_pct".into(),
+                            n: Some(n as u64),
+                            rep,
+                            value: pct,
+                        });
+                        log(&format!(
+                            "scale n={n} rep {}: {sys} idle: {pct:.1}% of a core",
+                            rep + 1
+                        ));
+                    }
+                }
+                for (what, res) in [
+                    ("l2", measure::l2(sl, p.l2_secs)),
+                    ("ping", measure::ping(sl, p.ping_count, p.ping_interval)),
+                ] {
+                    match res {
+                        Ok(m) => {
+                            for (metric, value) in &m.values {
+                                if SCALE_METRICS.contains(&metric.as_str()) {
+                                    samples.push(Sample {
+                                        system: sys.clone(),
+                                        metric: format!("scale_{metric}"),
+                                        n: Some(n as u64),
+                                        rep,
+                                        value: *value,
+                                    });
+                                }
+                            }
+                            raw.push(json!({"part": "scale", "system": sys, "test": what, "n": n, "rep": rep, "detail": m.detail}));
+                            log(&format!(
+                                "scale n={n} rep {}: {sys} {what}: {}",
+                                rep + 1,
+                                brief(&m.values)
+                            ));
+                        }
+                        Err(e) => {
+                            crate::cmd::check()?;
+                            log(&format!(
+                                "scale n={n} rep {}: {sys} {what} failed: {e}",
+                                rep + 1
+                            ));
+                            errors.push(json!({"part": "scale", "system": sys, "test": what, "n": n, "rep": rep, "error": e}));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Teardown is not measured: kill the daemon rather than have it remove 1000 macvlans one
+    // by one.
+    for sl in labs.iter_mut() {
+        sl.lab.stop_daemon("KILL");
+    }
+    Ok(())
+}
+
+/// A short text of some values for the progress log.
+pub fn brief(values: &[(String, f64)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| {
+            if v.abs() >= 1000.0 {
+                format!("{k}={v:.0}")
+            } else {
+                format!("{k}={v:.3}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
