@@ -2,12 +2,16 @@
 
 use umacvlan::lab;
 
+/// The tests look for leftovers by the demo's name prefix: one demo at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
     if !lab::can_build_labs() {
         eprintln!("skipped: needs root and iproute2");
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let links_before = lab::run(&["ip", "-o", "link", "show"])
         .stdout
         .lines()
@@ -54,4 +58,46 @@ fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
         "daemon left running: {}",
         procs.stdout
     );
+}
+
+#[test]
+fn an_interrupted_demo_still_removes_everything() {
+    if !lab::can_build_labs() {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_umacvlan"))
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Interrupt while the lab is up (after the daemon has started).
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    assert!(lab::run(&["kill", "-INT", &pid.to_string()]).ok());
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    assert!(
+        code == Some(130) || code == Some(0),
+        "exit {code:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Cleaning up"), "{stdout}");
+    let prefix = format!("umv-demo-{pid}-");
+    let left: Vec<String> = lab::run(&["ip", "netns", "list"])
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    let procs = lab::run(&[
+        "pgrep",
+        "-f",
+        &format!("daemon --socket /tmp/umv-demo-{pid}-"),
+    ]);
+    assert!(procs.stdout.trim().is_empty(), "daemon left running");
 }
