@@ -128,6 +128,43 @@ fn print_num(out: &mut String, width: usize, count: u64, o: &GlobalOpts) {
 }
 
 /// `print_stats64` in text form (without the leading newline `print_linkinfo` puts before).
+/// One `RX:` or `TX:` header line and the numbers under it (`print_stats64`), with the
+/// `compressed` column only when non-zero.
+fn stats_block(
+    out: &mut String,
+    label: &str,
+    heads: [&str; 6],
+    vals: [u64; 6],
+    compressed: u64,
+    c: &[usize; 8],
+    o: &GlobalOpts,
+) {
+    let _ = write!(
+        out,
+        "    {label}: {:>w0$} {:>w1$} {:>w2$} {:>w3$} {:>w4$} {:>w5$} {:>w6$}\n    ",
+        heads[0],
+        heads[1],
+        heads[2],
+        heads[3],
+        heads[4],
+        heads[5],
+        if compressed != 0 { "compressed" } else { "" },
+        w0 = c[0] - 4,
+        w1 = c[1],
+        w2 = c[2],
+        w3 = c[3],
+        w4 = c[4],
+        w5 = c[5],
+        w6 = c[6],
+    );
+    for (i, v) in vals.into_iter().enumerate() {
+        print_num(out, c[i], v, o);
+    }
+    if compressed != 0 {
+        print_num(out, c[6], compressed, o);
+    }
+}
+
 fn stats_text(out: &mut String, s: &Full64, o: &GlobalOpts) {
     let mut cols: [usize; 8] = [10, 7, 6, 7, 7, 7, 10, 9];
     let h = o.human;
@@ -192,37 +229,22 @@ fn stats_text(out: &mut String, s: &Full64, o: &GlobalOpts) {
         );
     }
     let c = cols;
-    let _ = write!(
+    stats_block(
         out,
-        "    RX: {:>w0$} {:>w1$} {:>w2$} {:>w3$} {:>w4$} {:>w5$} {:>w6$}\n    ",
-        "bytes",
-        "packets",
-        "errors",
-        "dropped",
-        "missed",
-        "mcast",
-        if s.rx_compressed != 0 {
-            "compressed"
-        } else {
-            ""
-        },
-        w0 = c[0] - 4,
-        w1 = c[1],
-        w2 = c[2],
-        w3 = c[3],
-        w4 = c[4],
-        w5 = c[5],
-        w6 = c[6],
+        "RX",
+        ["bytes", "packets", "errors", "dropped", "missed", "mcast"],
+        [
+            s.rx_bytes,
+            s.rx_packets,
+            s.rx_errors,
+            s.rx_dropped,
+            s.rx_missed_errors,
+            s.multicast,
+        ],
+        s.rx_compressed,
+        &c,
+        o,
     );
-    print_num(out, c[0], s.rx_bytes, o);
-    print_num(out, c[1], s.rx_packets, o);
-    print_num(out, c[2], s.rx_errors, o);
-    print_num(out, c[3], s.rx_dropped, o);
-    print_num(out, c[4], s.rx_missed_errors, o);
-    print_num(out, c[5], s.multicast, o);
-    if s.rx_compressed != 0 {
-        print_num(out, c[6], s.rx_compressed, o);
-    }
     if o.stats > 1 {
         out.push('\n');
         let _ = writeln!(
@@ -271,37 +293,24 @@ fn stats_text(out: &mut String, s: &Full64, o: &GlobalOpts) {
         }
     }
     out.push('\n');
-    let _ = write!(
+    stats_block(
         out,
-        "    TX: {:>w0$} {:>w1$} {:>w2$} {:>w3$} {:>w4$} {:>w5$} {:>w6$}\n    ",
-        "bytes",
-        "packets",
-        "errors",
-        "dropped",
-        "carrier",
-        "collsns",
-        if s.tx_compressed != 0 {
-            "compressed"
-        } else {
-            ""
-        },
-        w0 = c[0] - 4,
-        w1 = c[1],
-        w2 = c[2],
-        w3 = c[3],
-        w4 = c[4],
-        w5 = c[5],
-        w6 = c[6],
+        "TX",
+        [
+            "bytes", "packets", "errors", "dropped", "carrier", "collsns",
+        ],
+        [
+            s.tx_bytes,
+            s.tx_packets,
+            s.tx_errors,
+            s.tx_dropped,
+            s.tx_carrier_errors,
+            s.collisions,
+        ],
+        s.tx_compressed,
+        &c,
+        o,
     );
-    print_num(out, c[0], s.tx_bytes, o);
-    print_num(out, c[1], s.tx_packets, o);
-    print_num(out, c[2], s.tx_errors, o);
-    print_num(out, c[3], s.tx_dropped, o);
-    print_num(out, c[4], s.tx_carrier_errors, o);
-    print_num(out, c[5], s.collisions, o);
-    if s.tx_compressed != 0 {
-        print_num(out, c[6], s.tx_compressed, o);
-    }
     if o.stats > 1 {
         out.push('\n');
         let _ = writeln!(
