@@ -547,3 +547,65 @@ fn an_unprivileged_user_is_refused_like_ip_refuses_it() {
     );
     let _ = std::fs::remove_file(bin);
 }
+
+/// The lower's link-layer multicast list, as `ip maddr` shows it.
+fn lower_groups(ns: &str, ifname: &str) -> Vec<String> {
+    let out = lab::must(&["ip", "-n", ns, "maddr", "show", "dev", ifname]).unwrap();
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("link  ")
+                .map(|g| g.trim().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn sigkill_under_traffic_leaves_the_lowers_filters_as_they_were() {
+    need_root!();
+    let (mut lab, host, ext) = base("d-crash", false);
+    let promisc_before = promiscuity(&host, "eth0");
+    let groups_before = lower_groups(&host, "eth0");
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    // A group joined inside the macvlan's namespace reaches the lower's filter.
+    lab::must(&[
+        "ip",
+        "-n",
+        &a,
+        "maddr",
+        "add",
+        "01:00:5e:01:02:03",
+        "dev",
+        "mva",
+    ])
+    .unwrap();
+    wait_for("group on the lower", || {
+        lower_groups(&host, "eth0")
+            .iter()
+            .any(|g| g == "01:00:5e:01:02:03")
+    });
+    assert!(promiscuity(&host, "eth0") > promisc_before);
+    // Traffic through the daemon while it dies.
+    let mut flood = std::process::Command::new("ip")
+        .args(["netns", "exec", &ext, "ping", "-f", "-w", "5", "10.50.0.11"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stop_daemon("KILL");
+    wait_for("TAP gone", || {
+        !lab::run(&["ip", "-n", &a, "link", "show", "mva"]).ok()
+    });
+    wait_for("promiscuity as before", || {
+        promiscuity(&host, "eth0") == promisc_before
+    });
+    wait_for("multicast filter as before", || {
+        lower_groups(&host, "eth0") == groups_before
+    });
+    let _ = flood.kill();
+    let _ = flood.wait();
+}
