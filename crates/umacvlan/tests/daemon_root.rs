@@ -609,3 +609,25 @@ fn sigkill_under_traffic_leaves_the_lowers_filters_as_they_were() {
     let _ = flood.kill();
     let _ = flood.wait();
 }
+
+#[test]
+fn link_set_netns_moves_the_macvlan_and_traffic_follows() {
+    need_root!();
+    let (mut lab, _host, ext) = base("d-move", false);
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let b = lab.ns("elsewhere").unwrap();
+    lab.cli_ok(&["link", "set", "mva", "netns", &b]).unwrap();
+    assert!(
+        !lab::run(&["ip", "-n", &a, "link", "show", "mva"]).ok(),
+        "gone from its old namespace"
+    );
+    assert_eq!(link(&show_json(&lab), "mva")["link_netns"], b.as_str());
+    // A device moved between namespaces loses its addresses, as with the kernel's macvlans.
+    lab.addr(&b, "mva", "10.50.0.11/24").unwrap();
+    assert!(lab.ping(&b, "10.50.0.1", 2));
+    assert!(lab.ping(&ext, "10.50.0.11", 2));
+    // Moving to a namespace that does not exist changes nothing.
+    let r = lab.cli(&["link", "set", "mva", "netns", "umv-no-such-namespace"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(link(&show_json(&lab), "mva")["link_netns"], b.as_str());
+}
