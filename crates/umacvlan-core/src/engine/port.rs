@@ -12,7 +12,7 @@
 //! what each TAP must show (carrier, MTU, MAC) is *derived* from this state
 //! ([`Port::lower_filters`], [`Port::carrier`]), never tracked as increments, so it cannot drift.
 
-use super::hash::{eth_hash, mc_hash_key, port_mc_hash, Bitmap256};
+use super::hash::{eth_hash, port_mc_hash, Bitmap256};
 use super::snapshot::{DevSnap, PortSnapshot};
 use super::types::*;
 use crate::wire::MacAddr;
@@ -163,21 +163,11 @@ impl Device {
         v.sort_by_key(|(m, seq)| (eth_hash(*m), std::cmp::Reverse(*seq)));
         v.into_iter().map(|(m, _)| m).collect()
     }
-    /// Whether a multicast frame to `dst` passes this device's own filter (`vlan->mc_filter`):
-    /// promisc/allmulti take everything; otherwise joined groups and broadcast, compared on
-    /// the four bytes the kernel's hash reads ([`mc_hash_key`]), so the collisions every
-    /// device has are reproduced; the salted, per-device ones are not.
+    /// Whether a multicast frame to `dst` passes this device's own filter (`vlan->mc_filter`).
+    /// The rule lives in [`DevSnap::accepts_group`], which the data plane uses; this asks it
+    /// (it builds a snapshot of the device: for control-plane use and tests, not per frame).
     pub fn accepts_group(&self, dst: MacAddr) -> bool {
-        let k = mc_hash_key(dst);
-        self.promisc
-            || self.allmulti
-            || k == mc_hash_key(MacAddr::BROADCAST)
-            || self
-                .mc_list
-                .iter()
-                .chain(&self.fdb_mc)
-                .chain(&self.mc_stale)
-                .any(|g| mc_hash_key(*g) == k)
+        DevSnap::from_device(self).accepts_group(dst)
     }
 }
 
