@@ -385,13 +385,15 @@ impl Worker {
     fn flush_wire(&mut self, id: DevId) {
         let c = &self.shared.counters[self.index];
         let mut start = 0;
+        // At most TAP_BUDGET frames per drain: the batch fits on the stack.
+        let mut slices: [&[u8]; TAP_BUDGET] = [&[]; TAP_BUDGET];
         while start < self.wire.len() {
-            let slices: Vec<&[u8]> = self.wire[start..]
-                .iter()
-                .map(|(o, l, _)| &self.arena[*o..*o + *l])
-                .collect();
+            let n = self.wire.len() - start;
+            for (slot, (o, l, _)) in slices.iter_mut().zip(&self.wire[start..]) {
+                *slot = &self.arena[*o..*o + *l];
+            }
             // A failure stops the batch: that frame is dropped, the rest are tried again.
-            let sent = self.lower.send_batch(&slices).unwrap_or(0);
+            let sent = self.lower.send_batch(&slices[..n]).unwrap_or(0);
             for (_, _, bytes) in &self.wire[start..start + sent] {
                 c.tx(id, *bytes, true);
             }
