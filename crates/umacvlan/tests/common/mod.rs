@@ -1,0 +1,99 @@
+//! Helpers shared by the root integration tests: a lab with an "external host", macvlans in
+//! their own namespaces, and readers of what the kernel shows.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::{Duration, Instant};
+use umacvlan::lab::{self, Lab};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
+
+/// Skips (passes with a note) when not root: CI runs as root, so these always run there.
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !umacvlan::lab::can_build_labs() {
+            eprintln!("skipped: needs root and iproute2");
+            return;
+        }
+    };
+}
+
+/// host (daemon, lower eth0) ↔ ext (10.50.0.1 on eth0, or on a hairpin bridge).
+pub fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
+    let mut lab = Lab::new(tag, std::path::Path::new(BIN));
+    let host = lab.ns("host").unwrap();
+    let ext = lab.ns("ext").unwrap();
+    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
+    if hairpin {
+        lab.hairpin_switch(&ext, "eth0", "10.50.0.1/24").unwrap();
+    } else {
+        lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
+    }
+    lab.start_daemon(&host, &["--log", "debug"]).unwrap();
+    (lab, host, ext)
+}
+
+/// Creates macvlan `name` in its own namespace `name` with address 10.50.0.`last`.
+pub fn macvlan(lab: &mut Lab, name: &str, words: &[&str], last: u8) -> String {
+    let ns = lab.ns(name).unwrap();
+    let mut args = vec![
+        "link",
+        "add",
+        "link",
+        "eth0",
+        "name",
+        name,
+        "netns",
+        ns.as_str(),
+        "type",
+        "macvlan",
+    ];
+    args.extend_from_slice(words);
+    lab.cli_ok(&args).unwrap();
+    lab.addr(&ns, name, &format!("10.50.0.{last}/24")).unwrap();
+    ns
+}
+
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn show_json(lab: &Lab) -> serde_json::Value {
+    serde_json::from_str(&lab.cli_ok(&["-d", "-s", "-j", "link", "show"]).unwrap()).unwrap()
+}
+
+pub fn link<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ifname"] == name)
+        .unwrap_or_else(|| panic!("{name} not shown: {v}"))
+}
+
+pub fn promiscuity(ns: &str, ifname: &str) -> u64 {
+    let out = lab::must(&["ip", "-n", ns, "-d", "-j", "link", "show", ifname]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["promiscuity"].as_u64().unwrap()
+}
+
+/// The lower's link-layer multicast list, as `ip maddr` shows it.
+pub fn lower_groups(ns: &str, ifname: &str) -> Vec<String> {
+    let out = lab::must(&["ip", "-n", ns, "maddr", "show", "dev", ifname]).unwrap();
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("link  ")
+                .map(|g| g.trim().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
