@@ -480,6 +480,7 @@ fn sigkill_under_traffic_leaves_the_lowers_filters_as_they_were() {
     let (mut lab, host, ext) = base("d-crash", false);
     let promisc_before = promiscuity(&host, "eth0");
     let groups_before = lower_groups(&host, "eth0");
+    let fdb_before = lower_fdb(&host, "eth0");
     let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
     // A group joined inside the macvlan's namespace reaches the lower's filter.
     lab::must(&[
@@ -499,6 +500,14 @@ fn sigkill_under_traffic_leaves_the_lowers_filters_as_they_were() {
             .any(|g| g == "01:00:5e:01:02:03")
     });
     assert!(promiscuity(&host, "eth0") > promisc_before);
+    // The macvlan's MAC is in the lower's unicast filter.
+    let mac = link(&show_json(&lab), "mva")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("unicast address on the lower", || {
+        lower_fdb(&host, "eth0").iter().any(|e| e.starts_with(&mac))
+    });
     // Traffic through the daemon while it dies.
     let mut flood = std::process::Command::new("ip")
         .args(["netns", "exec", &ext, "ping", "-f", "-w", "5", "10.50.0.11"])
@@ -516,6 +525,9 @@ fn sigkill_under_traffic_leaves_the_lowers_filters_as_they_were() {
     });
     wait_for("multicast filter as before", || {
         lower_groups(&host, "eth0") == groups_before
+    });
+    wait_for("unicast filter as before", || {
+        lower_fdb(&host, "eth0") == fdb_before
     });
     let _ = flood.kill();
     let _ = flood.wait();

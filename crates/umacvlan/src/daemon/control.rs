@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,19 +74,50 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Most connections served at once (a thread each). Beyond it a client is answered `EBUSY`
+/// and closed, so idle or stalled clients cannot exhaust the daemon's threads; each of them
+/// is dropped after [`IDLE_TIMEOUT`] anyway.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may stay silent, including mid-request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Accepts connections until the listener fails.
 pub fn serve(listener: UnixListener, inbox: Arc<Inbox>) {
+    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => {
-                let inbox = inbox.clone();
-                let _ = std::thread::Builder::new()
-                    .name("umv-conn".into())
-                    .spawn(move || connection(stream, &inbox));
+            Ok(mut stream) => {
+                if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = write_response(
+                        &mut stream,
+                        &error(libc::EBUSY, "too many connections to the daemon"),
+                    );
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let (inbox, mine) = (inbox.clone(), active.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("umv-conn".into())
+                        .spawn(move || {
+                            connection(stream, &inbox);
+                            mine.fetch_sub(1, Ordering::SeqCst);
+                        });
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot serve a connection: {e}");
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
             Err(e) => tracing::warn!("accept failed: {e}"),
         }
     }
+}
+
+fn write_response(out: &mut impl Write, resp: &Response) -> io::Result<()> {
+    let mut body = serde_json::to_vec(resp).unwrap_or_default();
+    body.push(b'\n');
+    out.write_all(&body)
 }
 
 fn error(errno: i32, msg: &str) -> Response {
@@ -120,8 +152,8 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
         .map(|(_, uid, _)| uid == 0)
         .unwrap_or(false);
     // A client that stalls mid-request must not hold a thread forever.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
@@ -151,9 +183,7 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
                 Err(resp) => resp,
             }
         };
-        let mut body = serde_json::to_vec(&resp).unwrap_or_default();
-        body.push(b'\n');
-        if out.write_all(&body).is_err() {
+        if write_response(&mut out, &resp).is_err() {
             return;
         }
         if n > MAX_MESSAGE {

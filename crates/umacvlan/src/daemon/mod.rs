@@ -8,6 +8,7 @@ pub mod control;
 pub mod counters;
 pub mod dataplane;
 pub mod manager;
+pub mod privileges;
 pub mod state;
 pub mod stats;
 
@@ -42,12 +43,26 @@ pub struct DaemonArgs {
     /// `/run/umacvlan/net` with the default socket, else `SOCKET.net`.
     #[arg(long)]
     pub stats_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9478`; loopback unless told).
-    #[arg(long)]
+    /// Serve Prometheus metrics: `--metrics` alone serves 127.0.0.1:9478, `--metrics PORT`
+    /// loopback on that port, `--metrics ADDR:PORT` exactly there.
+    #[arg(long, num_args = 0..=1, default_missing_value = "9478", value_parser = metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Keep only CAP_NET_ADMIN and CAP_NET_RAW (not CAP_SYS_ADMIN, CAP_SYS_PTRACE): no `netns`,
+    /// and TAPs moved to other namespaces by hand are not followed there.
+    #[arg(long)]
+    pub no_netns: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
+}
+
+/// `--metrics` values: a bare port means loopback.
+fn metrics_addr(v: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    v.parse()
+        .map_err(|_| format!("{v:?} is neither a port nor an address:port"))
 }
 
 /// `umacvlan daemon …`: parses flags and runs until SIGTERM/SIGINT.
@@ -90,6 +105,18 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    // Sockets that may need more than the daemon keeps are bound first; then capabilities
+    // are dropped, before any thread exists.
+    let listener = control::bind(&args.socket)?;
+    let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
+    match privileges::drop_to(&privileges::needed(!args.no_netns)) {
+        Ok(kept) => {
+            let mut names: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
+            names.sort();
+            tracing::info!("capabilities kept: {}", names.join(" "));
+        }
+        Err(e) => tracing::warn!("cannot drop capabilities: {e}"),
+    }
     let mut mgr = Manager::new(ManagerOptions { workers })?;
     let inbox = control::Inbox::new()?;
 
@@ -106,15 +133,14 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     if let Some(p) = &args.state {
         restore(&mut mgr, p);
     }
-    let listener = control::bind(&args.socket)?;
     {
         let inbox = inbox.clone();
         std::thread::Builder::new()
             .name("umv-accept".into())
             .spawn(move || control::serve(listener, inbox))?;
     }
-    if let Some(addr) = args.metrics {
-        stats::serve_metrics(addr, inbox.clone())?;
+    if let Some(l) = metrics {
+        stats::serve_metrics(l, inbox.clone())?;
     }
     let stats_dir = args.stats_dir.clone().unwrap_or_else(|| {
         if args.socket == std::path::Path::new(crate::proto::DEFAULT_SOCKET) {
@@ -141,6 +167,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let mut events = Events::with_capacity(16);
     let mut last_poll = std::time::Instant::now();
     let mut link_events = Vec::new();
+    let mut unwatchable = std::collections::HashSet::new();
     loop {
         // Multicast lists have no netlink event, so they are polled every MC_POLL whatever
         // else happens — and only while there is something to poll: a daemon without macvlans
@@ -192,11 +219,23 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         for ns in wanted.iter() {
             let id = ns.id().ok();
             if !monitors.iter().any(|(i, _, _)| *i == id) {
-                if let (Ok(m), Ok(h)) = (LinkMonitor::open_in(Some(ns)), ns.try_clone()) {
-                    monitors.push((id, Some(h), m));
-                    changed = true;
-                    // Catch changes made between creating the TAP and watching its namespace.
-                    mgr.link_event(id, LinkEvent::Overrun);
+                match (LinkMonitor::open_in(Some(ns)), ns.try_clone()) {
+                    (Ok(m), Ok(h)) => {
+                        monitors.push((id, Some(h), m));
+                        changed = true;
+                        // Catch changes made between creating the TAP and watching its
+                        // namespace.
+                        mgr.link_event(id, LinkEvent::Overrun);
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        // E.g. EPERM under --no-netns. Said once per namespace.
+                        if unwatchable.insert(id) {
+                            tracing::warn!(
+                                "cannot watch a namespace holding a TAP ({e}): changes made to \
+                                 it there are not followed"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -236,14 +275,11 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
 
 /// Replays the state file; a macvlan that cannot be restored is reported and skipped.
 fn restore(mgr: &mut Manager, path: &std::path::Path) {
-    let links = match state::load(path) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return;
-        }
-    };
-    for mut a in links {
+    let loaded = state::load(path);
+    if let Some(e) = &loaded.problem {
+        tracing::error!("{e}");
+    }
+    for mut a in loaded.links {
         let name = a.name.clone();
         let mut r = mgr.handle(crate::proto::Request::LinkAdd(a.clone()));
         if let crate::proto::Response::Error { errno, .. } = &r {

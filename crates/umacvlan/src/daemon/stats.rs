@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -242,9 +242,9 @@ pub fn run_tree(dir: PathBuf, inbox: Arc<Inbox>) -> io::Result<Arc<std::sync::at
     Ok(stop)
 }
 
-/// Serves `GET /metrics` on `addr` until the process ends.
-pub fn serve_metrics(addr: SocketAddr, inbox: Arc<Inbox>) -> io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub fn serve_metrics(listener: TcpListener, inbox: Arc<Inbox>) -> io::Result<()> {
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     std::thread::Builder::new()
         .name("umv-metrics".into())

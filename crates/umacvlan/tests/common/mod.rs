@@ -97,3 +97,12 @@ pub fn lower_groups(ns: &str, ifname: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The lower's unicast and multicast address lists (its "self" fdb entries), as
+/// `bridge fdb show dev` prints them.
+pub fn lower_fdb(ns: &str, ifname: &str) -> Vec<String> {
+    let out = lab::must(&["bridge", "-n", ns, "fdb", "show", "dev", ifname]).unwrap();
+    let mut v: Vec<String> = out.lines().map(|l| l.trim().to_string()).collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,352 @@
+//! Hardening, as root on real devices: the daemon keeps only the capabilities it needs; bad,
+//! huge, partial, slow and vanishing control clients get a clear answer (or none) and change
+//! nothing while others are served; a corrupt state file is reported and never half-applied;
+//! metrics bind to loopback unless told.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use umacvlan::lab::{self, Lab};
+
+mod common;
+use common::*;
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// `CapEff` etc. of every thread of `pid`.
+fn thread_caps(pid: u32) -> Vec<(String, [u64; 5])> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let field = |k: &str| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .unwrap_or_else(|| panic!("{k} missing"));
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let name = status.lines().next().unwrap_or("").to_string();
+        out.push((
+            name,
+            [
+                field("CapEff:"),
+                field("CapPrm:"),
+                field("CapBnd:"),
+                field("CapInh:"),
+                field("CapAmb:"),
+            ],
+        ));
+    }
+    out
+}
+
+fn mask(caps: &[u32]) -> u64 {
+    caps.iter().map(|c| 1u64 << c).sum()
+}
+
+fn assert_only(pid: u32, caps: &[u32]) {
+    let want = mask(caps);
+    let threads = thread_caps(pid);
+    assert!(threads.len() > 2, "workers running: {threads:?}");
+    for (name, [eff, prm, bnd, inh, amb]) in threads {
+        assert_eq!(
+            (eff, prm, bnd, inh, amb),
+            (want, want, want, 0, 0),
+            "thread {name}: eff/prm/bnd/inh/amb {eff:x}/{prm:x}/{bnd:x}/{inh:x}/{amb:x}, want {want:x}"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_keeps_only_the_capabilities_it_needs() {
+    need_root!();
+    let (mut lab, _host, ext) = base("h-caps", false);
+    // Everything still works with the reduced set: a TAP created in another namespace by
+    // name and by pid, a port with workers, traffic.
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let b = lab.ns("b").unwrap();
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_for("holder in its namespace", || {
+        std::fs::read_link(format!("/proc/{}/ns/net", holder.id())).ok()
+            != std::fs::read_link("/proc/self/ns/net").ok()
+    });
+    lab.cli_ok(&[
+        "link",
+        "add",
+        "link",
+        "eth0",
+        "name",
+        "mvb",
+        "netns",
+        &holder.id().to_string(),
+        "type",
+        "macvlan",
+    ])
+    .unwrap();
+    assert!(lab::run(&["ip", "-n", &b, "link", "show", "mvb"]).ok());
+    assert!(lab.ping(&a, "10.50.0.1", 2));
+    assert!(lab.ping(&ext, "10.50.0.11", 2));
+    let pid = lab.daemon_pid().unwrap();
+    assert_only(
+        pid,
+        &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_SYS_PTRACE],
+    );
+    assert!(lab.daemon_log().contains("capabilities kept"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // --no-netns: only NET_ADMIN and NET_RAW; macvlans in the daemon's namespace work, a
+    // namespace request is refused as rtnetlink refuses it, and nothing is left behind.
+    let host = lab.ns_name("host");
+    lab.stop_daemon("TERM");
+    lab.start_daemon(&host, &["--no-netns"]).unwrap();
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mvc", "type", "macvlan", "mode", "bridge",
+    ])
+    .unwrap();
+    lab.cli_ok(&["link", "set", "mvc", "up"]).unwrap();
+    let r = lab.cli(&[
+        "link", "add", "link", "eth0", "name", "mvd", "netns", &b, "type", "macvlan",
+    ]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (2, "RTNETLINK answers: Operation not permitted")
+    );
+    assert!(!lab::run(&["ip", "-n", &b, "link", "show", "mvd"]).ok());
+    assert!(!lab::run(&["ip", "-n", &host, "link", "show", "mvd"]).ok());
+    assert_eq!(show_json(&lab).as_array().unwrap().len(), 1);
+    assert_only(lab.daemon_pid().unwrap(), &[CAP_NET_ADMIN, CAP_NET_RAW]);
+}
+
+/// One raw protocol exchange on a fresh connection.
+fn raw(lab: &Lab, bytes: &[u8]) -> Option<serde_json::Value> {
+    let mut c = UnixStream::connect(lab.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Refused with EBUSY, the daemon may have answered and closed before we write.
+    let _ = c.write_all(bytes);
+    let mut line = String::new();
+    BufReader::new(&c).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+fn errno_of(v: &Option<serde_json::Value>) -> i64 {
+    let v = v.as_ref().expect("an answer");
+    assert_eq!(v["status"], "error", "{v}");
+    v["errno"].as_i64().unwrap()
+}
+
+const ADD_MVX: &[u8] =
+    br#"{"version":1,"request":{"op":"link_add","lower":"eth0","name":"mvx","up":true}}"#;
+
+#[test]
+fn bad_partial_slow_and_vanishing_clients_change_nothing_and_others_are_served() {
+    need_root!();
+    let (mut lab, _host, _ext) = base("h-ctl", false);
+    macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let before = show_json(&lab);
+    let unchanged = |lab: &Lab| {
+        let now = show_json(lab);
+        assert_eq!(now.as_array().unwrap().len(), 1, "{now}");
+        assert_eq!(now[0]["linkinfo"], before[0]["linkinfo"]);
+    };
+
+    // Malformed: not JSON, not UTF-8, wrong version, unknown op, wrong field type, a request
+    // missing its name. Each: EINVAL, and the same connection goes on serving.
+    for bad in [
+        &b"{nope\n"[..],
+        b"\xff\xfe\x00garbage\n",
+        b"{\"version\":7,\"request\":{\"op\":\"hello\"}}\n",
+        b"{\"version\":1,\"request\":{\"op\":\"link_explode\"}}\n",
+        b"{\"version\":1,\"request\":{\"op\":\"link_del\",\"name\":42}}\n",
+        b"{\"version\":1,\"request\":{\"op\":\"link_del\"}}\n",
+    ] {
+        let mut c = UnixStream::connect(lab.socket()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(bad).unwrap();
+        c.write_all(b"{\"version\":1,\"request\":{\"op\":\"hello\"}}\n")
+            .unwrap();
+        let mut r = BufReader::new(&c);
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(errno_of(&Some(v)), libc::EINVAL as i64, "{bad:?}");
+        let mut second = String::new();
+        r.read_line(&mut second).unwrap();
+        assert!(second.contains("\"hello\""), "{second}");
+    }
+    unchanged(&lab);
+
+    // Oversized: EMSGSIZE, then the daemon hangs up; the request is not applied.
+    let mut huge = ADD_MVX[..ADD_MVX.len() - 2].to_vec();
+    huge.extend(std::iter::repeat_n(b' ', umacvlan::proto::MAX_MESSAGE));
+    huge.extend_from_slice(b"}}\n");
+    let mut c = UnixStream::connect(lab.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The daemon may answer and close before taking all of it: ignore a broken pipe.
+    let _ = c.write_all(&huge);
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let v: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+    assert_eq!(errno_of(&Some(v)), libc::EMSGSIZE as i64);
+    unchanged(&lab);
+
+    // Partial: half a request, then the client vanishes: nothing applied.
+    {
+        let mut c = UnixStream::connect(lab.socket()).unwrap();
+        c.write_all(&ADD_MVX[..ADD_MVX.len() / 2]).unwrap();
+    }
+    // A whole request, and the client vanishes before the answer: applied completely (as
+    // rtnetlink applies a request whose sender exits), and the daemon is not hurt.
+    {
+        let mut c = UnixStream::connect(lab.socket()).unwrap();
+        let mut req = ADD_MVX.to_vec();
+        req.push(b'\n');
+        c.write_all(&req).unwrap();
+    }
+    wait_for("the complete request applied", || {
+        show_json(&lab).as_array().unwrap().len() == 2
+    });
+    lab.cli_ok(&["link", "del", "mvx"]).unwrap();
+    unchanged(&lab);
+
+    // Slow: a client that trickles its request in keeps its own thread; others are served
+    // meanwhile, promptly, and the slow request is applied once its line is complete.
+    let sock = lab.socket().to_path_buf();
+    let slow = std::thread::spawn(move || {
+        let mut c = UnixStream::connect(sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for chunk in ADD_MVX.chunks(8) {
+            c.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        c.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&c).read_line(&mut line).unwrap();
+        line
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(show_json(&lab).as_array().unwrap().len(), 1);
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow client was still sending while others were served"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(slow.join().unwrap().trim(), r#"{"status":"ok"}"#);
+    lab.cli_ok(&["link", "del", "mvx"]).unwrap();
+
+    // Stalled clients cannot exhaust the daemon: past MAX_CONNECTIONS idle ones, a newcomer
+    // is told EBUSY at once; when they go, service resumes.
+    let max = umacvlan::daemon::control::MAX_CONNECTIONS;
+    let idle: Vec<UnixStream> = (0..max)
+        .map(|_| {
+            let mut c = UnixStream::connect(lab.socket()).unwrap();
+            c.write_all(b"{\"vers").unwrap();
+            c
+        })
+        .collect();
+    let mut refused = None;
+    for _ in 0..50 {
+        let r = raw(&lab, b"{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
+        if r.as_ref().is_some_and(|v| v["status"] == "error") {
+            refused = r;
+            break;
+        }
+        // Accepting may lag behind our connects: give the acceptor a moment.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(errno_of(&refused), libc::EBUSY as i64);
+    drop(idle);
+    wait_for("served again", || {
+        raw(&lab, b"{\"version\":1,\"request\":{\"op\":\"hello\"}}\n")
+            .is_some_and(|v| v["status"] == "hello")
+    });
+    unchanged(&lab);
+    assert!(!lab.daemon_log().contains("panicked"));
+}
+
+fn write_state(path: &std::path::Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_the_last_good_state_restored() {
+    need_root!();
+    let (mut lab, host, ext) = base("h-state", false);
+    let state = std::env::temp_dir().join(format!("{}.state.json", lab.prefix()));
+    let suffixed = |s: &str| std::path::PathBuf::from(format!("{}{s}", state.display()));
+    lab.stop_daemon("TERM");
+    let state_arg = state.to_str().unwrap().to_string();
+
+    // Garbage with no earlier good state: reported, moved aside, nothing applied, serving.
+    write_state(&state, "{\"version\":1,\"links\":[{\"lower\":\"eth0\",\"na");
+    lab.start_daemon(&host, &["--state", &state_arg]).unwrap();
+    assert!(show_json(&lab).as_array().unwrap().is_empty());
+    let log = lab.daemon_log();
+    assert!(
+        log.contains("is corrupt") && log.contains("starting empty"),
+        "{log}"
+    );
+    assert!(suffixed(".corrupt").exists());
+
+    // Two good generations, then the current file is torn while the daemon is down.
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    wait_for("first state written", || state.exists());
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mvb", "type", "macvlan", "mode", "private",
+    ])
+    .unwrap();
+    wait_for("second state written", || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"mvb\""))
+    });
+    lab.stop_daemon("KILL");
+    let full = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &full[..full.len() * 2 / 3]).unwrap();
+    let t0 = Instant::now();
+    lab.start_daemon(&host, &["--state", &state_arg]).unwrap();
+    let shown = show_json(&lab);
+    let names: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mva"], "the last good state, whole");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let log = lab.daemon_log();
+    assert!(log.contains("restoring the last good state"), "{log}");
+    // Traffic resumes on the restored macvlan once its namespace configures it again.
+    lab.addr(&a, "mva", "10.50.0.11/24").unwrap();
+    let _ = lab.exec(&a, &["ip", "link", "set", "mva", "up"]);
+    assert!(lab.ping(&ext, "10.50.0.11", 2));
+    for s in ["", ".prev", ".corrupt", ".tmp"] {
+        let _ = std::fs::remove_file(suffixed(s));
+    }
+}
+
+#[test]
+fn metrics_bind_to_loopback_unless_told() {
+    need_root!();
+    let (mut lab, host, _ext) = base("h-metrics", false);
+    lab.stop_daemon("TERM");
+    lab.start_daemon(&host, &["--metrics", "19478"]).unwrap();
+    let listening = lab::must(&["ip", "netns", "exec", &host, "ss", "-Hltn"]).unwrap();
+    assert!(listening.contains("127.0.0.1:19478"), "{listening}");
+    lab.stop_daemon("TERM");
+    lab.start_daemon(&host, &["--metrics"]).unwrap();
+    let listening = lab::must(&["ip", "netns", "exec", &host, "ss", "-Hltn"]).unwrap();
+    assert!(listening.contains("127.0.0.1:9478"), "{listening}");
+}
