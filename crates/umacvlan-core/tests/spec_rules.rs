@@ -356,6 +356,31 @@ fn s2_malformed_frames_are_dropped_not_panicked() {
 // ---------- §3 transmit ---------------------------------------------------------------------
 
 #[test]
+fn s3_transmit_sends_a_cut_vlan_tag_as_it_is() {
+    // The kernel parses no tag it transmits (checked against it: conformance "bad-headers").
+    let (p, ids) = port_with(&[Bridge, Bridge, Vepa]);
+    for n in [14, 15, 16, 17] {
+        let f = frame_et(MacAddr::BROADCAST, mac(1), 0x8100, n);
+        let o = tx(&p, ids[0], &f);
+        assert!(o.to_wire, "{n} bytes");
+        assert_eq!(targets(&o.deliveries), vec![ids[1]]);
+        assert_eq!(o.deliveries[0].bytes as usize, n + 14);
+        let o = tx(&p, ids[2], &f);
+        assert!(o.to_wire && o.deliveries.is_empty());
+    }
+    // To a bridge sibling it goes back in through the lower's receive path, which frees a
+    // frame whose tag is cut short: counted as sent, delivered to nobody, no drop counted.
+    let o = tx(&p, ids[0], &frame_et(mac(2), mac(1), 0x8100, 16));
+    assert!(o.tx_always_ok && !o.to_wire && o.deliveries.is_empty());
+    assert_eq!(o.reason, Some(TxReason::LocalRefused));
+    assert!(!o.lower_rx_dropped);
+    // A runt still is malformed.
+    let o = tx(&p, ids[0], &[0xff; 13]);
+    assert_eq!(o.reason, Some(TxReason::Malformed));
+}
+
+
+#[test]
 fn s3_bridge_multicast_floods_bridge_siblings_then_wire() {
     let (p, ids) = port_with(&[Bridge, Bridge, Vepa, Private, Bridge]);
     let o = tx(&p, ids[0], &frame(MacAddr::BROADCAST, mac(1), 60));

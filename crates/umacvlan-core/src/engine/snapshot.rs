@@ -196,12 +196,15 @@ const FROM_OTHER: ModeMask = ModeMask(Mode::Vepa as u32);
 const BRIDGE_ONLY: ModeMask = ModeMask(Mode::Bridge as u32);
 
 /// `skb->protocol` after the kernel's receive path has moved one outer VLAN tag out of the
-/// frame (`skb_vlan_untag`), and that tag's length.
+/// frame (`skb_vlan_untag`), and that tag's length. A tag cut short (a transmitted frame's
+/// lenient view) stays as it is.
 #[inline]
 fn untagged_protocol(f: &EthernetFrame) -> (u16, usize) {
     let et = f.outer_ethertype();
-    if et == ethertype::VLAN_8021Q || et == ethertype::VLAN_8021AD {
-        let b = f.as_bytes();
+    let b = f.as_bytes();
+    if (et == ethertype::VLAN_8021Q || et == ethertype::VLAN_8021AD)
+        && b.len() >= ETH_HLEN + VLAN_HLEN
+    {
         (u16::from_be_bytes([b[16], b[17]]), VLAN_HLEN)
     } else {
         (et, 0)
@@ -512,7 +515,8 @@ impl PortSnapshot {
             out.reason = Some(TxReason::SenderDown);
             return;
         };
-        let f = match EthernetFrame::new_checked(frame) {
+        // The kernel parses no tag it sends: only a runt is refused here.
+        let f = match EthernetFrame::new_lenient(frame) {
             Ok(f) => f,
             Err(_) => {
                 out.reason = Some(TxReason::Malformed);
@@ -534,6 +538,12 @@ impl PortSnapshot {
                 let limit = self.lower_mtu as usize + ETH_HLEN + VLAN_HLEN;
                 if !self.lower_up || (!gso && f.len() > limit) {
                     out.lower_rx_dropped = true;
+                    out.reason = Some(TxReason::LocalRefused);
+                    return;
+                }
+                // The lower's receive path strips tags first and silently frees a frame
+                // whose tag is cut short (skb_vlan_untag).
+                if f.truncated_vlan() {
                     out.reason = Some(TxReason::LocalRefused);
                     return;
                 }

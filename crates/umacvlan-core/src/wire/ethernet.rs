@@ -69,6 +69,39 @@ impl<'a> EthernetFrame<'a> {
         })
     }
 
+    /// Like [`new_checked`](Self::new_checked), but a VLAN tag cut short stays in the payload
+    /// instead of refusing the frame: the transmit path's view, since the kernel's macvlan
+    /// sends what it is given without parsing its tags. See [`truncated_vlan`](Self::truncated_vlan).
+    pub fn new_lenient(buf: &'a [u8]) -> Result<Self, FrameError> {
+        match Self::new_checked(buf) {
+            Err(FrameError::TruncatedVlan) => {
+                let mut off = ETH_HLEN;
+                while buf.len() >= off + VLAN_HLEN
+                    && matches!(
+                        u16::from_be_bytes([buf[off - 2], buf[off - 1]]),
+                        ethertype::VLAN_8021Q | ethertype::VLAN_8021AD
+                    )
+                {
+                    off += VLAN_HLEN;
+                }
+                Ok(EthernetFrame {
+                    buf,
+                    payload_off: off,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Whether the frame announces a VLAN tag it has no room for (only a
+    /// [`new_lenient`](Self::new_lenient) view can).
+    pub fn truncated_vlan(&self) -> bool {
+        matches!(
+            self.ethertype(),
+            ethertype::VLAN_8021Q | ethertype::VLAN_8021AD
+        )
+    }
+
     /// The whole frame.
     #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {

@@ -39,6 +39,8 @@ pub struct Frame {
     pub svlan: Option<u16>,
     /// Total length (minimum: header + tag), before any VLAN tag is counted.
     pub len: usize,
+    /// Cut the built frame to this many bytes (a truncated header; no tag survives).
+    pub cut: Option<usize>,
     body: Body,
 }
 
@@ -51,6 +53,7 @@ pub fn eth(dst: &str, src: &str) -> Frame {
         vlan: None,
         svlan: None,
         len: 60,
+        cut: None,
         body: Body::Tagged,
     }
 }
@@ -64,6 +67,7 @@ pub fn frag(dst: &str, src: &str, dst_ip: [u8; 4], ident: u16, second: bool) -> 
         vlan: None,
         svlan: None,
         len: 0,
+        cut: None,
         body: Body::Ipv4Frag {
             ident,
             second,
@@ -86,6 +90,11 @@ impl Frame {
     /// An outer 802.1ad tag with this TCI (adds 4 bytes).
     pub fn svlan(mut self, tci: u16) -> Frame {
         self.svlan = Some(tci);
+        self
+    }
+    /// Cut to `n` bytes once built.
+    pub fn cut(mut self, n: usize) -> Frame {
+        self.cut = Some(n);
         self
     }
     /// Another ethertype.
@@ -152,6 +161,9 @@ impl Frame {
                 f.extend_from_slice(&ip);
                 f.extend_from_slice(&data);
             }
+        }
+        if let Some(n) = self.cut {
+            f.truncate(n);
         }
         f
     }

@@ -65,6 +65,7 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("ipv4-fragments", fragments),
     ("pause-frames", pause_frames),
     ("runt-and-oversized", runt_oversize),
+    ("bad-headers", bad_headers),
     ("control-errors", control_errors),
     ("promisc-allmulti", promisc_allmulti),
     ("ip-stack", ip_stack),
@@ -811,6 +812,70 @@ fn runt_oversize(w: &mut World) {
     w.send("1514 to ext", "b0", eth(EXT_MAC, mac("b0")).len(1514));
     w.send("1515 to ext", "b0", eth(EXT_MAC, mac("b0")).len(1515));
     w.send("1515 to b1", "b0", eth(mac("b1"), mac("b0")).len(1515));
+    w.end();
+}
+
+/// Truncated VLAN headers, 802.3 length fields that disagree with the frame, all-zero and
+/// multicast source MACs, a sibling's MAC spoofed from the wire: whatever the kernel does
+/// with each (deliver, drop, count), umacvlan must do too.
+fn bad_headers(w: &mut World) {
+    add(w, "b0", "bridge", &[]);
+    add(w, "b1", "bridge", &[]);
+    add(w, "v0", "vepa", &[]);
+    const ZERO: &str = "00:00:00:00:00:00";
+    const MC_SRC: &str = "01:00:5e:00:00:01";
+    w.step("truncated and odd headers from ext");
+    for n in [14, 15, 16, 17] {
+        w.send(
+            &format!("{n}-byte 8100 broadcast"),
+            "ext",
+            eth(BCAST, EXT_MAC).ethertype(0x8100).cut(n),
+        );
+        w.send(
+            &format!("{n}-byte 8100 to b0"),
+            "ext",
+            eth(mac("b0"), EXT_MAC).ethertype(0x8100).cut(n),
+        );
+    }
+    w.send(
+        "18-byte tagged to b0, nothing after the tag",
+        "ext",
+        eth(mac("b0"), EXT_MAC).vlan(5).cut(18),
+    );
+    w.send(
+        "802.3 length 1500 in 60 bytes to b0",
+        "ext",
+        eth(mac("b0"), EXT_MAC).ethertype(1500),
+    );
+    w.send(
+        "802.3 length 16 in 60 bytes broadcast",
+        "ext",
+        eth(BCAST, EXT_MAC).ethertype(16),
+    );
+    w.end();
+    w.step("bad source MACs from ext");
+    w.send("zero source to b0", "ext", eth(mac("b0"), ZERO));
+    w.send("zero source broadcast", "ext", eth(BCAST, ZERO));
+    w.send("multicast source to b0", "ext", eth(mac("b0"), MC_SRC));
+    w.send("multicast source broadcast", "ext", eth(BCAST, MC_SRC));
+    w.send("b1's MAC spoofed, to b0", "ext", eth(mac("b0"), mac("b1")));
+    w.send("b1's MAC spoofed, broadcast", "ext", eth(BCAST, mac("b1")));
+    w.send("v0's MAC spoofed, broadcast", "ext", eth(BCAST, mac("v0")));
+    w.end();
+    w.step("bad headers and sources from b0");
+    w.send(
+        "16-byte 8100 broadcast",
+        "b0",
+        eth(BCAST, mac("b0")).ethertype(0x8100).cut(16),
+    );
+    w.send(
+        "16-byte 8100 to b1",
+        "b0",
+        eth(mac("b1"), mac("b0")).ethertype(0x8100).cut(16),
+    );
+    w.send("zero source to b1", "b0", eth(mac("b1"), ZERO));
+    w.send("multicast source broadcast", "b0", eth(BCAST, MC_SRC));
+    w.send("b1's MAC as source, broadcast", "b0", eth(BCAST, mac("b1")));
     w.end();
 }
 
