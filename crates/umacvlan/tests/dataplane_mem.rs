@@ -191,3 +191,61 @@ fn batched_sends_count_each_frame_and_failures_as_drops() {
     assert_eq!((c.tx_packets, c.tx_bytes, c.tx_dropped), (20, 20 * 60, 5));
     dp.stop();
 }
+
+/// An upper whose delivery panics for frames tagged 0xee: a stand-in for any bug a frame
+/// could trip while a worker forwards it.
+struct PanickyUpper(Arc<dyn UpperIo>, Arc<std::sync::atomic::AtomicUsize>);
+
+impl UpperIo for PanickyUpper {
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+    fn write(&self, frame: &[u8]) -> std::io::Result<()> {
+        if frame.get(14) == Some(&0xee) {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("tripped on purpose");
+        }
+        self.0.write(frame)
+    }
+    fn set_carrier(&self, on: bool) -> std::io::Result<()> {
+        self.0.set_carrier(on)
+    }
+    fn readiness_fd(&self) -> std::os::fd::RawFd {
+        self.0.readiness_fd()
+    }
+}
+
+#[test]
+fn a_panic_while_forwarding_costs_the_batch_not_the_worker() {
+    let mut l = lab(&[Mode::Bridge]);
+    let trips = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    l.upper_ios[0] = Arc::new(PanickyUpper(l.upper_ios[0].clone(), trips.clone()));
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    // Unicast (the lower's worker) and broadcast (the broadcast worker) both trip, then both
+    // paths still forward.
+    // One at a time, so no good frame shares a dropped batch.
+    let tripped = |n: usize| {
+        let deadline = std::time::Instant::now() + T;
+        while trips.load(std::sync::atomic::Ordering::SeqCst) < n
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(trips.load(std::sync::atomic::Ordering::SeqCst), n);
+    };
+    wire.inject(&frame(mac(1), EXT, 0xee), Pkt::OtherHost);
+    tripped(1);
+    wire.inject(&frame(MacAddr::BROADCAST, EXT, 0xee), Pkt::Broadcast);
+    tripped(2);
+    wire.inject(&frame(mac(1), EXT, 1), Pkt::OtherHost);
+    wire.inject(&frame(MacAddr::BROADCAST, EXT, 2), Pkt::Broadcast);
+    let mut got: Vec<u8> = l.uppers[0]
+        .wait_delivered(2, T)
+        .iter()
+        .map(|f| f[14])
+        .collect();
+    got.sort();
+    assert_eq!(got, [1, 2]);
+    dp.stop();
+}

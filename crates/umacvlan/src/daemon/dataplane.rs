@@ -269,13 +269,23 @@ impl Worker {
             }
             let ready: Vec<u64> = events.iter().map(|e| e.token).collect();
             for token in ready {
-                match token {
-                    TOKEN_LOWER => self.drain_lower(),
-                    TOKEN_WAKE => {
-                        let _ = self.shared.wakes[self.index].drain();
-                        self.sync_uppers();
-                    }
-                    t => self.drain_upper(DevId((t - TOKEN_UPPER) as u32)),
+                // A frame that trips a bug costs its batch, not the worker: the engine is
+                // pure, its snapshot immutable and counters atomic, so nothing is left half
+                // changed. (The panic hook has logged the panic itself.)
+                let handled =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match token {
+                        TOKEN_LOWER => self.drain_lower(),
+                        TOKEN_WAKE => {
+                            let _ = self.shared.wakes[self.index].drain();
+                            self.sync_uppers();
+                        }
+                        t => self.drain_upper(DevId((t - TOKEN_UPPER) as u32)),
+                    }));
+                if handled.is_err() {
+                    tracing::error!(
+                        worker = self.index,
+                        "a panic while forwarding: batch dropped, worker goes on"
+                    );
                 }
             }
         }
@@ -452,13 +462,18 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
         };
         let view = shared.view.load_full();
         let c = &shared.counters[index];
-        for (packet, src) in items {
-            out.clear();
-            view.snap
-                .flood_from_wire(&packet[shared.hdr.min(packet.len())..], src, &mut out);
-            for d in &out {
-                deliver(&view, c, d, &packet);
+        let flooded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (packet, src) in items {
+                out.clear();
+                view.snap
+                    .flood_from_wire(&packet[shared.hdr.min(packet.len())..], src, &mut out);
+                for d in &out {
+                    deliver(&view, c, d, &packet);
+                }
             }
+        }));
+        if flooded.is_err() {
+            tracing::error!("a panic while flooding: batch dropped, broadcast worker goes on");
         }
     }
 }
