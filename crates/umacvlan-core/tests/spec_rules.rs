@@ -379,7 +379,6 @@ fn s3_transmit_sends_a_cut_vlan_tag_as_it_is() {
     assert_eq!(o.reason, Some(TxReason::Malformed));
 }
 
-
 #[test]
 fn s3_bridge_multicast_floods_bridge_siblings_then_wire() {
     let (p, ids) = port_with(&[Bridge, Bridge, Vepa, Private, Bridge]);

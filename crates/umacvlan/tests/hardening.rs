@@ -350,3 +350,70 @@ fn metrics_bind_to_loopback_unless_told() {
     let listening = lab::must(&["ip", "netns", "exec", &host, "ss", "-Hltn"]).unwrap();
     assert!(listening.contains("127.0.0.1:9478"), "{listening}");
 }
+
+fn mac_of(ns: &str, ifname: &str) -> String {
+    let out = lab::must(&["ip", "-n", ns, "-j", "link", "show", ifname]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_passthru_lowers_address_settles_and_comes_back_even_after_sigkill() {
+    need_root!();
+    let (mut lab, host, _ext) = base("h-ptmac", false);
+    let original = mac_of(&host, "eth0");
+    // Left in the daemon's namespace, where its TAP's own creation events arrive at once.
+    let pt = host.clone();
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mvpt", "type", "macvlan", "mode", "passthru",
+    ])
+    .unwrap();
+    // As the kernel's: the macvlan's address change is applied to the lower.
+    lab.cli_ok(&["link", "set", "mvpt", "address", "02:12:34:56:78:9a"])
+        .unwrap();
+    // And it stays put: no echo of an older address (from events still queued) may set it
+    // back and start the two chasing each other.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        seen.insert(mac_of(&host, "eth0"));
+        seen.insert(mac_of(&pt, "mvpt"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["02:12:34:56:78:9a"],
+        "lower and macvlan settle on the new address"
+    );
+    // A change made with plain iproute2 on the macvlan goes the same way.
+    lab::must(&[
+        "ip",
+        "-n",
+        &pt,
+        "link",
+        "set",
+        "mvpt",
+        "address",
+        "02:12:34:56:78:9b",
+    ])
+    .unwrap();
+    wait_for("lower follows", || {
+        mac_of(&host, "eth0") == "02:12:34:56:78:9b"
+    });
+    // The daemon dies without a word: its guardian puts the lower's address back, as the
+    // kernel does when the port goes.
+    lab.stop_daemon("KILL");
+    wait_for("lower's own address back", || {
+        mac_of(&host, "eth0") == original
+    });
+    // An orderly delete does the same (checked against the kernel in lower_faults/conformance).
+    lab.start_daemon(&host, &[]).unwrap();
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mvpt", "type", "macvlan", "mode", "passthru",
+    ])
+    .unwrap();
+    lab.cli_ok(&["link", "set", "mvpt", "address", "02:12:34:56:78:9c"])
+        .unwrap();
+    wait_for("changed", || mac_of(&host, "eth0") == "02:12:34:56:78:9c");
+    lab.cli_ok(&["link", "del", "mvpt"]).unwrap();
+    assert_eq!(mac_of(&host, "eth0"), original);
+}

@@ -180,6 +180,8 @@ fn random_u64() -> u64 {
 
 /// The control core.
 pub struct Manager {
+    /// Restores passthru lowers' addresses should the daemon die (see [`super::guardian`]).
+    guardian: Option<super::guardian::Guardian>,
     rtnl: RtNetlink,
     ports: BTreeMap<u32, PortEntry>,
     opts: ManagerOptions,
@@ -191,6 +193,7 @@ impl Manager {
     /// A manager for the calling thread's namespace.
     pub fn new(opts: ManagerOptions) -> io::Result<Manager> {
         Ok(Manager {
+            guardian: None,
             rtnl: RtNetlink::open()?,
             ports: BTreeMap::new(),
             opts,
@@ -620,14 +623,21 @@ impl Manager {
     pub fn link_event(&mut self, ns: Option<NetnsId>, ev: LinkEvent) {
         match ev {
             LinkEvent::New(ls) => {
+                // Events queue up behind changes already made: acting on a stale address would
+                // set it back, and a passthru macvlan and its lower would then chase each
+                // other's old addresses forever. So the address is read fresh, not taken from
+                // the event.
                 if ns.is_none() && self.ports.contains_key(&ls.ifindex) {
-                    self.lower_changed(&ls);
+                    if let Ok(now) = self.rtnl.get_link_by_index(ls.ifindex) {
+                        self.lower_changed(&now);
+                    }
                 }
                 if let Some((lower, id)) = self.find_by_tap(ns, ls.ifindex) {
+                    let fresh_mac = self.ports[&lower].devs[&id].tap.mac().ok();
                     let obs = TapObserved {
                         up: ls.flags & iff::UP != 0,
                         mtu: ls.mtu,
-                        mac: ls.mac.unwrap_or_default(),
+                        mac: fresh_mac.or(ls.mac).unwrap_or_default(),
                         promisc: ls.promiscuity > 0,
                         allmulti: ls.allmulti.unwrap_or(0) > 0 || ls.flags & iff::ALLMULTI != 0,
                     };
@@ -906,6 +916,26 @@ impl Manager {
         }
         all.sort_by_key(|(s, _)| *s);
         all.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Hands over the guardian; [`sync_guardian`](Self::sync_guardian) keeps it informed.
+    pub fn set_guardian(&mut self, g: super::guardian::Guardian) {
+        self.guardian = Some(g);
+    }
+
+    /// Tells the guardian which lowers carry an address a passthru macvlan gave them, and the
+    /// address to put back (the kernel's `port->perm_addr`) should the daemon die.
+    pub fn sync_guardian(&mut self) {
+        let Some(g) = self.guardian.as_mut() else {
+            return;
+        };
+        let want = self
+            .ports
+            .iter()
+            .filter(|(_, pe)| pe.port.is_passthru() && pe.port.lower().mac != pe.port.perm_addr())
+            .map(|(l, pe)| (*l, pe.port.perm_addr()))
+            .collect();
+        g.sync(&want);
     }
 
     /// Removes every macvlan (daemon shutdown): TAPs go, memberships go, passthru MACs return.

@@ -7,6 +7,7 @@
 pub mod control;
 pub mod counters;
 pub mod dataplane;
+pub mod guardian;
 pub mod manager;
 pub mod privileges;
 pub mod state;
@@ -51,6 +52,9 @@ pub struct DaemonArgs {
     /// and TAPs moved to other namespaces by hand are not followed there.
     #[arg(long)]
     pub no_netns: bool,
+    /// Internal: run as the guardian of a daemon (see `daemon::guardian`).
+    #[arg(long, hide = true)]
+    pub guardian: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -76,6 +80,9 @@ pub fn main(args: Vec<String>) -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    if args.guardian {
+        return guardian::main();
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
@@ -109,6 +116,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     // are dropped, before any thread exists.
     let listener = control::bind(&args.socket)?;
     let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
+    // Started with every capability the daemon is about to give up (it needs CAP_NET_ADMIN).
+    let guardian = guardian::Guardian::spawn();
     match privileges::drop_to(&privileges::needed(!args.no_netns)) {
         Ok(kept) => {
             let mut names: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
@@ -118,6 +127,16 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         Err(e) => tracing::warn!("cannot drop capabilities: {e}"),
     }
     let mut mgr = Manager::new(ManagerOptions { workers })?;
+    match guardian {
+        Ok(g) => {
+            tracing::debug!(pid = g.pid(), "guardian started");
+            mgr.set_guardian(g);
+        }
+        Err(e) => tracing::warn!(
+            "cannot start the guardian ({e}): a passthru lower's address would not be restored \
+             after a crash"
+        ),
+    }
     let inbox = control::Inbox::new()?;
 
     let (sig_rx, sig_tx) = UnixStream::pair()?;
@@ -132,6 +151,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
 
     if let Some(p) = &args.state {
         restore(&mut mgr, p);
+        mgr.sync_guardian();
     }
     {
         let inbox = inbox.clone();
@@ -247,6 +267,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
             }
         }
+        mgr.sync_guardian();
         if let Some(p) = &args.state {
             let now = mgr.config();
             if now != saved {
@@ -267,6 +288,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         });
     }
     mgr.shutdown();
+    mgr.sync_guardian();
     tree_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     stats::StatsTree::new(stats_dir).remove();
     let _ = std::fs::remove_file(&args.socket);
