@@ -9,7 +9,6 @@
 use crate::lab::{self, Lab};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 const SUBNET: &str = "10.77.0";
 
@@ -25,71 +24,26 @@ fn step(n: u32, of: u32, what: &str) {
     let _ = std::io::stdout().flush();
 }
 
-/// Entry point: `umacvlan demo [--keep]`.
+/// Entry point: `umacvlan demo [--keep]`, or `umacvlan demo --soak MINUTES [--keep]` (see
+/// [`crate::soak`]).
 pub fn main(args: Vec<String>) -> i32 {
+    if let Some(i) = args.iter().position(|a| a == "--soak") {
+        let rest: Vec<String> = args[..i].iter().chain(&args[i + 1..]).cloned().collect();
+        return crate::soak::main(&rest);
+    }
     let keep = args.iter().any(|a| a == "--keep");
     if let Some(bad) = args.iter().find(|a| *a != "--keep") {
-        eprintln!("usage: umacvlan demo [--keep]\nunknown argument {bad:?}");
+        eprintln!("usage: umacvlan demo [--keep] | umacvlan demo --soak MINUTES [--keep]\nunknown argument {bad:?}");
         return 1;
     }
-    if !lab::can_build_labs() {
-        eprintln!("umacvlan demo: needs root and iproute2 (`ip`); run it as root");
-        return 1;
-    }
-    for tool in ["ping"] {
-        if !lab::run(&["sh", "-c", &format!("command -v {tool}")]).ok() {
-            eprintln!("umacvlan demo: `{tool}` is missing (Debian: apt-get install iputils-ping)");
-            return 1;
-        }
-    }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(s, interrupted.clone());
-    }
-    let bin = match std::env::current_exe() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("umacvlan demo: cannot find my own binary: {e}");
-            return 1;
-        }
-    };
-    Lab::sweep("demo");
-    let mut lab = Lab::new("demo", &bin);
-    lab.keep = keep;
-    let r = run(&mut lab, &interrupted);
-    println!();
-    if keep {
-        println!(
-            "Kept the lab (--keep): namespaces {}-*, socket {}",
-            lab.prefix(),
-            lab.socket().display()
-        );
-    } else {
-        print!(
-            "Cleaning up: stopping the daemon, deleting namespaces {}-* … ",
-            lab.prefix()
-        );
-        let _ = std::io::stdout().flush();
-        let prefix = lab.prefix().to_string();
-        drop(lab);
-        let left = lab::run(&["ip", "netns", "list"])
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with(&prefix))
-            .count();
-        if left == 0 {
-            println!("done.");
-        } else {
-            println!("{left} namespace(s) could not be removed.");
-        }
-    }
-    match r {
-        Ok(()) => 0,
-        Err(e) if interrupted.load(Ordering::SeqCst) => {
+    match lab::run_program("umacvlan demo", "demo", keep, |lab, stop| run(lab, stop)) {
+        lab::ProgramEnd::NotStarted => 1,
+        lab::ProgramEnd::Done(Ok(())) => 0,
+        lab::ProgramEnd::Interrupted(e) => {
             eprintln!("umacvlan demo: interrupted ({e})");
             130
         }
-        Err(e) => {
+        lab::ProgramEnd::Done(Err(e)) => {
             eprintln!("umacvlan demo: {e}");
             1
         }

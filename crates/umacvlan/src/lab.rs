@@ -4,9 +4,11 @@
 //!
 //! Everything runs through iproute2 (`ip`), so what a lab does is what a person would type.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
@@ -325,4 +327,75 @@ impl Drop for Lab {
 /// Whether this process may build labs (root, with `ip` available).
 pub fn can_build_labs() -> bool {
     run(&["id", "-u"]).stdout.trim() == "0" && run(&["ip", "-V"]).ok()
+}
+
+/// How a lab program ([`run_program`]) ended.
+pub enum ProgramEnd<T> {
+    /// It could not start (not root, a tool missing, …); the message was printed. Exit 1.
+    NotStarted,
+    /// The body returned this.
+    Done(Result<T, String>),
+    /// The body failed after SIGINT/SIGTERM asked it to stop. Exit 130.
+    Interrupted(String),
+}
+
+/// The frame of a lab program such as `umacvlan demo` (`who`): checks that labs can be built
+/// and `ping` is there, turns SIGINT/SIGTERM into the flag `body` watches, sweeps what a killed
+/// earlier run of `tag` left, builds the lab, runs `body`, and then removes everything it made
+/// (unless `keep`), saying so.
+pub fn run_program<T>(
+    who: &str,
+    tag: &str,
+    keep: bool,
+    body: impl FnOnce(&mut Lab, &Arc<AtomicBool>) -> Result<T, String>,
+) -> ProgramEnd<T> {
+    if !can_build_labs() {
+        eprintln!("{who}: needs root and iproute2 (`ip`); run it as root");
+        return ProgramEnd::NotStarted;
+    }
+    if !run(&["sh", "-c", "command -v ping"]).ok() {
+        eprintln!("{who}: `ping` is missing (Debian: apt-get install iputils-ping)");
+        return ProgramEnd::NotStarted;
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(s, interrupted.clone());
+    }
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{who}: cannot find my own binary: {e}");
+            return ProgramEnd::NotStarted;
+        }
+    };
+    Lab::sweep(tag);
+    let mut lab = Lab::new(tag, &bin);
+    lab.keep = keep;
+    let r = body(&mut lab, &interrupted);
+    println!();
+    let prefix = lab.prefix().to_string();
+    if keep {
+        println!(
+            "Kept the lab (--keep): namespaces {prefix}-*, socket {}",
+            lab.socket().display()
+        );
+    } else {
+        print!("Cleaning up: stopping the daemon, deleting namespaces {prefix}-* … ");
+        let _ = std::io::stdout().flush();
+        drop(lab);
+        let left = run(&["ip", "netns", "list"])
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .count();
+        if left == 0 {
+            println!("done.");
+        } else {
+            println!("{left} namespace(s) could not be removed.");
+        }
+    }
+    match r {
+        Err(e) if interrupted.load(Ordering::SeqCst) => ProgramEnd::Interrupted(e),
+        r => ProgramEnd::Done(r),
+    }
 }
