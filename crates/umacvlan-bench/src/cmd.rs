@@ -83,12 +83,17 @@ pub fn daemon_args(lab_prefix: &str) -> Vec<String> {
     let dir = base
         .join(format!("umv-bench-{}", std::process::id()))
         .join(lab_prefix);
-    vec![
+    let mut args = vec![
         "--log".into(),
         "warn".into(),
         "--stats-dir".into(),
         dir.to_string_lossy().into_owned(),
-    ]
+    ];
+    // Extra daemon flags for experiments, e.g. UMACVLAN_DAEMON_ARGS="--workers 1".
+    if let Ok(extra) = std::env::var("UMACVLAN_DAEMON_ARGS") {
+        args.extend(extra.split_whitespace().map(String::from));
+    }
+    args
 }
 
 /// Removes this run's scratch directory and daemons' statistics trees.

@@ -213,6 +213,7 @@ pub fn run(cfg: &Config) -> Result<Results, String> {
             "scale_points": cfg.scale_points,
             "scale_reps": cfg.scale_reps,
             "scale_params": cfg.scale_params,
+            "umacvlan_daemon_args": std::env::var("UMACVLAN_DAEMON_ARGS").ok(),
         }),
         facts: crate::facts::collect(&cfg.umacvlan, cfg.repo.as_deref()),
         systems: Vec::new(),
