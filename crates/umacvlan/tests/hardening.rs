@@ -371,6 +371,29 @@ fn a_passthru_lowers_address_settles_and_comes_back_even_after_sigkill() {
     // As the kernel's: the macvlan's address change is applied to the lower.
     lab.cli_ok(&["link", "set", "mvpt", "address", "02:12:34:56:78:9a"])
         .unwrap();
+    // Its guardian runs with CAP_NET_ADMIN alone.
+    let guardian = lab::must(&[
+        "pgrep",
+        "-f",
+        "-P",
+        &lab.daemon_pid().unwrap().to_string(),
+        "daemon --guardian",
+    ])
+    .unwrap();
+    let gpid: u32 = guardian.trim().parse().unwrap();
+    for (name, sets) in thread_caps(gpid) {
+        assert_eq!(
+            sets,
+            [
+                mask(&[CAP_NET_ADMIN]),
+                mask(&[CAP_NET_ADMIN]),
+                mask(&[CAP_NET_ADMIN]),
+                0,
+                0
+            ],
+            "{name}"
+        );
+    }
     // And it stays put: no echo of an older address (from events still queued) may set it
     // back and start the two chasing each other.
     let mut seen = std::collections::BTreeSet::new();

@@ -10,8 +10,9 @@
 //! still armed, and exits.
 //!
 //! It is the daemon's own binary (`umacvlan daemon --guardian`), started before the daemon
-//! drops its capabilities, in the same network namespace; it ignores SIGINT, SIGTERM and SIGHUP
-//! so that a signal meant for the process group cannot stop it before the daemon is gone.
+//! drops its capabilities, in the same network namespace; it keeps only `CAP_NET_ADMIN`, and
+//! ignores SIGINT, SIGTERM and SIGHUP so that a signal meant for the process group cannot stop
+//! it before the daemon is gone.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -75,6 +76,11 @@ impl Guardian {
 
 /// The guardian process: reads arm/disarm lines until EOF, then restores what is armed.
 pub fn main() -> i32 {
+    // Setting a link's address is all it will ever do.
+    let only_admin = [caps::Capability::CAP_NET_ADMIN].into_iter().collect();
+    if let Err(e) = super::privileges::drop_to(&only_admin) {
+        eprintln!("umacvlan guardian: cannot drop capabilities: {e}");
+    }
     for s in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
