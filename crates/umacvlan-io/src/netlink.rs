@@ -42,6 +42,11 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
+const RTM_NEWNSID: u16 = 88;
+const RTM_GETNSID: u16 = 90;
+
+const NETNSA_NSID: u16 = 1;
+const NETNSA_FD: u16 = 3;
 
 const RTNLGRP_LINK: u32 = 1;
 
@@ -59,6 +64,8 @@ const IFLA_CARRIER: u16 = 33;
 const IFLA_LINK_NETNSID: u16 = 37;
 const IFLA_MIN_MTU: u16 = 50;
 const IFLA_MAX_MTU: u16 = 51;
+const IFLA_NEW_NETNSID: u16 = 45;
+const IFLA_NEW_IFINDEX: u16 = 49;
 const IFLA_ALLMULTI: u16 = 61;
 const IFLA_INFO_KIND: u16 = 1;
 
@@ -367,6 +374,23 @@ fn attr_string(d: &[u8]) -> String {
     String::from_utf8_lossy(&d[..end]).into_owned()
 }
 
+/// From an `RTM_DELLINK` payload: where the device went when it was moved to another namespace
+/// rather than deleted — `IFLA_NEW_NETNSID` (the new namespace's id as seen from the old one)
+/// and `IFLA_NEW_IFINDEX` (its index there).
+fn parse_move(p: &[u8]) -> (Option<i32>, Option<u32>) {
+    let (mut nsid, mut ifindex) = (None, None);
+    if let Some(a) = p.get(IFINFOMSG_LEN..) {
+        for (ty, d) in attrs(a) {
+            match ty {
+                IFLA_NEW_NETNSID => nsid = attr_u32(d).map(|v| v as i32).filter(|&v| v >= 0),
+                IFLA_NEW_IFINDEX => ifindex = attr_u32(d).filter(|&v| v != 0),
+                _ => {}
+            }
+        }
+    }
+    (nsid, ifindex)
+}
+
 /// Parses an `RTM_NEWLINK`/`RTM_DELLINK` payload.
 fn parse_link(p: &[u8]) -> Option<LinkState> {
     if p.len() < IFINFOMSG_LEN {
@@ -649,6 +673,77 @@ impl RtNetlink {
         Ok(())
     }
 
+    /// The id this socket's namespace gives the namespace `ns` (`RTM_GETNSID` with
+    /// `NETNSA_FD`), `None` if it has none. Asking does not assign one.
+    pub fn get_nsid(&mut self, ns: &NetnsHandle) -> NlResult<Option<i32>> {
+        let seq = self.next_seq();
+        let mut m = Msg::new(RTM_GETNSID, NLM_F_REQUEST | NLM_F_ACK, seq);
+        // struct rtgenmsg, padded to 4 bytes.
+        m.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        let req = m
+            .attr(NETNSA_FD, &(ns.as_raw_fd() as u32).to_ne_bytes())
+            .finish();
+        let mut out = None;
+        self.transact(&req, seq, |ty, p| {
+            if ty == RTM_NEWNSID {
+                for (t, d) in attrs(p.get(4..).unwrap_or(&[])) {
+                    if t == NETNSA_NSID {
+                        out = attr_u32(d).map(|v| v as i32).filter(|&v| v >= 0);
+                    }
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The namespace this socket's namespace calls `nsid` (e.g. a [`LinkEvent::Del`]'s
+    /// `new_netnsid`), found by asking for the id of each namespace the caller can open:
+    /// `known` first, then iproute2's named namespaces, then every process's. `None` if none
+    /// matches (e.g. a namespace only a bind mount elsewhere keeps alive).
+    pub fn netns_by_nsid(&mut self, nsid: i32, known: &[&NetnsHandle]) -> Option<NetnsHandle> {
+        let mut seen = std::collections::HashSet::new();
+        for h in known {
+            let Ok(id) = h.id() else { continue };
+            if seen.insert(id) && self.get_nsid(h).ok().flatten() == Some(nsid) {
+                return h.try_clone().ok();
+            }
+        }
+        let mut paths: Vec<std::path::PathBuf> = Vec::new();
+        for dir in ["/run/netns", "/var/run/netns"] {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                paths.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            paths.extend(
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                    .map(|e| e.path().join("ns/net")),
+            );
+        }
+        for path in paths {
+            // stat first (it sees through a bind mount to the namespace), open only the new.
+            let Ok(m) = std::fs::metadata(&path) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            let id = crate::netns::NetnsId {
+                dev: m.dev(),
+                ino: m.ino(),
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let Ok(h) = NetnsHandle::from_path(&path) else {
+                continue;
+            };
+            if self.get_nsid(&h).ok().flatten() == Some(nsid) {
+                return Some(h);
+            }
+        }
+        None
+    }
+
     /// Deletes a device (`RTM_DELLINK`).
     pub fn del_link(&mut self, ifindex: u32) -> NlResult<()> {
         let seq = self.next_seq();
@@ -671,6 +766,11 @@ pub enum LinkEvent {
         ifindex: u32,
         /// Its former name.
         name: String,
+        /// When it was moved to another namespace rather than deleted: that namespace's id
+        /// as this one sees it (`IFLA_NEW_NETNSID`; see [`RtNetlink::netns_by_nsid`]).
+        new_netnsid: Option<i32>,
+        /// Its index in the new namespace (`IFLA_NEW_IFINDEX`).
+        new_ifindex: Option<u32>,
     },
     /// The kernel dropped notifications (`ENOBUFS`): re-read the state with a dump.
     Overrun,
@@ -728,9 +828,14 @@ impl LinkMonitor {
             for (h, p) in messages(&self.buf[..n]) {
                 match h.ty {
                     RTM_NEWLINK => out.extend(parse_link(p).map(LinkEvent::New)),
-                    RTM_DELLINK => out.extend(parse_link(p).map(|l| LinkEvent::Del {
-                        ifindex: l.ifindex,
-                        name: l.name,
+                    RTM_DELLINK => out.extend(parse_link(p).map(|l| {
+                        let (new_netnsid, new_ifindex) = parse_move(p);
+                        LinkEvent::Del {
+                            ifindex: l.ifindex,
+                            name: l.name,
+                            new_netnsid,
+                            new_ifindex,
+                        }
                     })),
                     _ => {}
                 }
@@ -866,6 +971,24 @@ mod tests {
         v.extend_from_slice(payload);
         v.resize(align4(v.len()), 0);
         v
+    }
+
+    #[test]
+    fn dellink_of_a_move_carries_the_new_namespace_and_index() {
+        let moved = Msg::new(RTM_DELLINK, 0, 0)
+            .ifinfomsg(5, 0, 0)
+            .attr_str(IFLA_IFNAME, "eth0")
+            .attr(IFLA_NEW_NETNSID, &1i32.to_ne_bytes())
+            .attr(IFLA_NEW_IFINDEX, &9u32.to_ne_bytes())
+            .finish();
+        let (_, p) = messages(&moved).next().unwrap();
+        assert_eq!(parse_move(p), (Some(1), Some(9)));
+        let deleted = Msg::new(RTM_DELLINK, 0, 0)
+            .ifinfomsg(5, 0, 0)
+            .attr_str(IFLA_IFNAME, "eth0")
+            .finish();
+        let (_, p) = messages(&deleted).next().unwrap();
+        assert_eq!(parse_move(p), (None, None));
     }
 
     #[test]

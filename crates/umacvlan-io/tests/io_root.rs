@@ -754,7 +754,7 @@ fn netlink_get_set_extack_and_events() {
     .unwrap();
     wait_for(
         &mut mon,
-        &|e| matches!(e, LinkEvent::Del { ifindex, name } if *ifindex == ib && name == "vb"),
+        &|e| matches!(e, LinkEvent::Del { ifindex, name, .. } if *ifindex == ib && name == "vb"),
     );
     assert!(other.nl().get_link_by_name("vb").is_ok());
     let st = nl.get_link_by_index(ia).unwrap();

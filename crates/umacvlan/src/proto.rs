@@ -145,10 +145,13 @@ pub struct LinkInfo {
     pub ifname: String,
     /// The lower device's name.
     pub link: String,
-    /// The lower device's ifindex (in the daemon's namespace).
+    /// The lower device's ifindex (in the lower's namespace).
     pub link_ifindex: u32,
     /// Name of the namespace the macvlan lives in, when it is not the daemon's.
     pub netns: Option<String>,
+    /// Name of the namespace the lower device lives in, when it is not the daemon's (it was
+    /// moved there after the macvlan was created on it).
+    pub lower_netns: Option<String>,
     /// iproute2 flag names in iproute2 order, e.g. `["BROADCAST","MULTICAST","UP","LOWER_UP"]`.
     pub flags: Vec<String>,
     /// MTU.

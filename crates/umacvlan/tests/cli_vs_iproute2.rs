@@ -664,6 +664,7 @@ fn base_info(name: &str, mac: &str, mode: Mode) -> LinkInfo {
         link: "veth0".into(),
         link_ifindex: 0,
         netns: None,
+        lower_netns: None,
         flags: vec!["BROADCAST".into(), "MULTICAST".into()],
         mtu: 1500,
         operstate: "DOWN".into(),

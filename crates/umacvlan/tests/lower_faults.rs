@@ -3,8 +3,8 @@
 //! umacvlan must end where the kernel ends, without a panic and without leaking a file
 //! descriptor or a thread in the daemon.
 //!
-//! One deliberate deviation is tested as such: when the lower moves to another namespace the
-//! kernel keeps its macvlans, umacvlan removes them (README, "Deliberate deviations").
+//! A lower moved to another namespace (and back) is followed, as the kernel follows it: the
+//! macvlans stay in their namespaces and forward through the lower in its new one.
 //!
 //! Leak accounting: the daemon has one thread per data-plane worker plus a broadcast worker per
 //! port, and a fixed set of fds per port and per macvlan. Counts are read from `/proc/PID/fd`
@@ -750,9 +750,10 @@ fn lower_deleted_recreated_and_moved_away_under_traffic() {
     let again = settle_to(&lab, serving, "with macvlans on the re-created lower");
     eprintln!("usage on the re-created lower: {again:?}");
 
-    // 3. The lower moves to another namespace. The kernel keeps its macvlans (they follow the
-    // lower and keep working); umacvlan loses its packet sockets and removes them (README,
-    // deviations). Either way nothing may leak.
+    // 3. The lower moves to another namespace, and back. The kernel keeps its macvlans where
+    // they are: they lose carrier (the lower goes down on the way), keep their MTU and address,
+    // and forward again through the lower once it is up in its new namespace. umacvlan follows
+    // the lower the same way (new packet sockets there, memberships re-applied).
     kernel_lower(&lab);
     kernel_add(
         &lab,
@@ -764,27 +765,150 @@ fn lower_deleted_recreated_and_moved_away_under_traffic() {
         "10.60.0.11/24",
     );
     reachable(&lab, &ext, "10.60.0.11");
+    let (mtu_before, mac_before) = (mtu(&mva, "mva"), mac(&mva, "mva"));
+    let (kmtu_before, kmac_before) = (mtu(&kmva, "kmva"), mac(&kmva, "kmva"));
+    let rx_packets = |lab: &Lab| {
+        link(&show_json(lab), "mva")["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let rx_before_move = rx_packets(&lab);
     ip(&["-n", &host, "link", "set", "eth0", "netns", &away]);
     ip(&["-n", &khost, "link", "set", "eth0", "netns", &kaway]);
+    wait_long("the macvlans without carrier, like the kernel's", || {
+        let k = carrier_view(&kmva, "kmva");
+        k == (true, false, true, "DOWN".to_string())
+            && carrier_view(&mva, "mva") == k
+            && carrier_view(&mvp, "mvp") == k
+    });
+    assert_eq!(
+        (mtu(&kmva, "kmva"), mac(&kmva, "kmva")),
+        (kmtu_before, kmac_before)
+    );
+    assert_eq!(
+        (mtu(&mva, "mva"), mac(&mva, "mva")),
+        (mtu_before, mac_before)
+    );
+    // Kept, and shown as ip shows a macvlan whose lower lives elsewhere: `@ifN`, link-netns.
+    let away_index = must_dev(&away, "eth0")["ifindex"].as_u64().unwrap();
+    let shown = show_json(&lab);
+    assert_eq!(shown.as_array().unwrap().len(), 2, "{shown}");
+    for name in ["mva", "mvp"] {
+        let l = link(&shown, name);
+        assert_eq!(l["link_netns"], away.as_str(), "{l}");
+        assert_eq!(l["link_index"].as_u64(), Some(away_index), "{l}");
+    }
+    let text = lab.cli_ok(&["link", "show", "mva"]).unwrap();
+    assert!(
+        text.contains(&format!("mva@if{away_index}:"))
+            && text.contains(&format!("link-netns {away}")),
+        "{text}"
+    );
     ip(&["-n", &away, "link", "set", "eth0", "up"]);
     ip(&["-n", &kaway, "link", "set", "eth0", "up"]);
     reachable(&lab, &ext, "10.60.0.11");
-    all_gone(&lab, "umacvlan's macvlans removed with the moved lower");
-    // Its memberships went with the packet sockets: no promiscuity left behind on it.
-    wait_long("the moved lower released", || {
-        promiscuity(&away, "eth0") == 0
+    reachable(&lab, &ext, "10.50.0.11");
+    reachable(&lab, &ext, "10.50.0.12");
+    reachable(&lab, &mva, "10.50.0.1");
+    assert_eq!(
+        carrier_view(&mva, "mva"),
+        (true, true, false, "UP".to_string())
+    );
+    // The memberships are back on the moved lower.
+    wait_long("the moved lower's memberships re-applied", || {
+        promiscuity(&away, "eth0") == promisc_serving
     });
+    traffic.assert_running();
     assert_healthy(&lab, "lower moved away");
-    let moved = settle_to(&lab, idle, "after the lower moved away");
+    // The same threads; the lower's namespace handle and rtnetlink socket, and a monitor of
+    // that namespace with its handle.
+    let moved = settle_to(
+        &lab,
+        Usage {
+            fds: serving.fds + 4,
+            threads: serving.threads,
+        },
+        "after the lower moved away",
+    );
     eprintln!("usage after the lower moved away: {moved:?}");
 
-    // And back: new macvlans on it work, at the same cost as before.
+    // And back: the macvlans keep working, at the same cost as before the move.
     ip(&["-n", &away, "link", "set", "eth0", "netns", &host]);
+    ip(&["-n", &kaway, "link", "set", "eth0", "netns", &khost]);
     ip(&["-n", &host, "link", "set", "eth0", "up"]);
-    add_all(&lab);
-    assert_eq!(promiscuity(&host, "eth0"), promisc_serving);
+    ip(&["-n", &khost, "link", "set", "eth0", "up"]);
+    reachable(&lab, &ext, "10.60.0.11");
+    reachable(&lab, &ext, "10.50.0.11");
+    reachable(&lab, &ext, "10.50.0.12");
+    reachable(&lab, &mva, "10.50.0.1");
+    let home_index = must_dev(&host, "eth0")["ifindex"].as_u64().unwrap();
+    let shown = show_json(&lab);
+    assert_eq!(
+        link(&shown, "mva")["link_index"].as_u64(),
+        Some(home_index),
+        "{shown}"
+    );
+    assert_eq!(link(&shown, "mva")["link_netns"], mva.as_str(), "{shown}");
+    wait_long("the lower's memberships re-applied at home", || {
+        promiscuity(&host, "eth0") == promisc_serving
+    });
     traffic.assert_running();
+    // The counters carried over both moves, and traffic kept coming in.
+    let rx_back = rx_packets(&lab);
+    assert!(
+        rx_back > rx_before_move + 100,
+        "mva rx {rx_before_move} → {rx_back}"
+    );
     let back = settle_to(&lab, serving, "with macvlans on the lower moved back");
     eprintln!("usage on the lower moved back: {back:?}");
+    let log = lab.daemon_log();
+    assert_eq!(
+        log.matches("lower moved to another namespace; following it")
+            .count(),
+        2,
+        "followed there and back:\n{log}"
+    );
     assert_healthy(&lab, "end");
+}
+
+/// A lower moved to a namespace the daemon cannot find (held only by a file descriptor of a
+/// process living elsewhere): its macvlans are removed, with a warning, and nothing leaks.
+#[test]
+fn lower_moved_where_it_cannot_be_followed_takes_its_macvlans() {
+    need_root!();
+    let (mut lab, host, _ext) = lab("lf-lost");
+    let _ = lab.cli_ok(&["link", "show"]).unwrap();
+    let idle = baseline(&lab);
+    let mva = lab.ns("mva").unwrap();
+    umv_add(
+        &lab,
+        "eth0",
+        "mva",
+        &mva,
+        &["mode", "bridge"],
+        "10.50.0.11/24",
+    );
+    // A namespace that only a sleeping process's fd 3 holds.
+    let hidden = format!("umv-lf-hidden-{}", std::process::id());
+    ip(&["netns", "add", &hidden]);
+    let mut holder = Command::new("sh")
+        .args(["-c", &format!("exec sleep 120 3</run/netns/{hidden}")])
+        .spawn()
+        .expect("sleep");
+    let fd3 = format!("/proc/{}/fd/3", holder.id());
+    wait_long("the holder's fd", || std::path::Path::new(&fd3).exists());
+    ip(&["netns", "del", &hidden]);
+    let r = lab::run(&["ip", "-n", &host, "link", "set", "eth0", "netns", &fd3]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(r.ok(), "{r:?}");
+    wait_long("the macvlan removed", || {
+        show_json(&lab).as_array().unwrap().is_empty() && dev(&mva, "mva").is_none()
+    });
+    assert!(lab
+        .daemon_log()
+        .contains("lower moved to a namespace that cannot be found; removing its macvlans"));
+    assert_healthy(&lab, "lower lost");
+    let after = settle_to(&lab, idle, "after the lower was lost");
+    eprintln!("usage after the lower was lost: {after:?}");
 }

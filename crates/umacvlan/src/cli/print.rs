@@ -442,10 +442,26 @@ fn macvlan_json(w: &mut JsonWriter, l: &LinkInfo) {
     }
 }
 
+/// Whether the macvlan and its lower live in different namespaces (the macvlan was placed in
+/// another one, or the lower was moved to another one).
+fn lower_elsewhere(l: &LinkInfo) -> bool {
+    l.netns != l.lower_netns
+}
+
+/// What `link-netns` shows: the lower's namespace when the lower was moved out of the daemon's
+/// (as `ip` shows it in the macvlan's namespace), else the macvlan's namespace; nothing when
+/// both live in the same one.
+fn link_netns(l: &LinkInfo) -> Option<&str> {
+    if !lower_elsewhere(l) {
+        return None;
+    }
+    l.lower_netns.as_deref().or(l.netns.as_deref())
+}
+
 /// `N: NAME@LOWER: ` — or `NAME@ifN` when the macvlan lives in another namespace than
 /// its lower device (as `ip` shows a link whose peer is in another netns).
 fn name_and_link(l: &LinkInfo) -> String {
-    if l.netns.is_some() {
+    if lower_elsewhere(l) {
         format!("{}@if{}", l.ifname, l.link_ifindex)
     } else {
         format!("{}@{}", l.ifname, l.link)
@@ -466,7 +482,7 @@ pub fn link_text(l: &LinkInfo, o: &GlobalOpts) -> String {
         l.operstate,
     );
     let _ = write!(out, "\n    link/ether {} brd ff:ff:ff:ff:ff:ff", l.address);
-    if let Some(ns) = &l.netns {
+    if let Some(ns) = link_netns(l) {
         let _ = write!(out, " link-netns {ns}");
     }
     if o.details {
@@ -489,7 +505,7 @@ pub fn link_text(l: &LinkInfo, o: &GlobalOpts) -> String {
 fn link_json(w: &mut JsonWriter, l: &LinkInfo, o: &GlobalOpts) {
     w.start_object(None);
     w.raw("ifindex", l.ifindex as i32);
-    if l.netns.is_some() {
+    if lower_elsewhere(l) {
         w.raw("link_index", l.link_ifindex as i32);
     } else {
         w.string(Some("link"), &l.link);
@@ -509,7 +525,7 @@ fn link_json(w: &mut JsonWriter, l: &LinkInfo, o: &GlobalOpts) {
     w.string(Some("link_type"), "ether");
     w.string(Some("address"), &l.address.to_string());
     w.string(Some("broadcast"), "ff:ff:ff:ff:ff:ff");
-    if let Some(ns) = &l.netns {
+    if let Some(ns) = link_netns(l) {
         // ip prints "link_netnsid": N; the daemon names namespaces, it has no nsid.
         w.string(Some("link_netns"), ns);
     }

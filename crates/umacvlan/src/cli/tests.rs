@@ -508,6 +508,7 @@ fn info(name: &str, idx: u32, mode: Mode) -> LinkInfo {
         link: "eth0".into(),
         link_ifindex: 2,
         netns: None,
+        lower_netns: None,
         flags: vec!["BROADCAST".into(), "MULTICAST".into()],
         mtu: 1500,
         operstate: "DOWN".into(),

@@ -89,22 +89,45 @@ impl Dataplane {
             bcq: Mutex::new(BcQueue::default()),
             bc_cv: Condvar::new(),
         });
-        let mut threads = Vec::new();
+        let mut dp = Dataplane {
+            shared,
+            threads: Vec::new(),
+        };
+        dp.spawn(lowers)?;
+        Ok(dp)
+    }
+
+    fn spawn(&mut self, lowers: Vec<Arc<dyn LowerIo>>) -> io::Result<()> {
+        let n = lowers.len();
         for (i, lower) in lowers.into_iter().enumerate() {
-            let mut w = Worker::new(i, n, lower, shared.clone())?;
-            threads.push(
+            let mut w = Worker::new(i, n, lower, self.shared.clone())?;
+            self.threads.push(
                 std::thread::Builder::new()
                     .name(format!("umv-worker{i}"))
                     .spawn(move || w.run())?,
             );
         }
-        let s = shared.clone();
-        threads.push(
+        let s = self.shared.clone();
+        self.threads.push(
             std::thread::Builder::new()
                 .name("umv-bcast".into())
                 .spawn(move || bc_worker(s, n))?,
         );
-        Ok(Dataplane { shared, threads })
+        Ok(())
+    }
+
+    /// Stops the workers and starts them again on new lower sockets (as many as before, with
+    /// the same options): the lower moved to another namespace. The view and the counters
+    /// carry over.
+    pub fn restart(&mut self, lowers: Vec<Arc<dyn LowerIo>>) -> io::Result<()> {
+        assert_eq!(
+            lowers.len(),
+            self.shared.wakes.len(),
+            "same number of workers"
+        );
+        self.shutdown();
+        self.shared.stop.store(false, Ordering::SeqCst);
+        self.spawn(lowers)
     }
 
     /// Publishes a new view and wakes the workers so they pick up new or removed TAPs.

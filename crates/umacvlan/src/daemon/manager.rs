@@ -45,9 +45,17 @@ struct DevEntry {
     seq: u64,
 }
 
+/// A lower device: its namespace (`None`: the daemon's) and its ifindex there. A lower moved
+/// to another namespace keeps its port, under a new key.
+type LowerKey = (Option<NetnsId>, u32);
+
 /// One lower device with its macvlans.
 struct PortEntry {
     port: Port,
+    /// The lower's namespace when it is not the daemon's (it was moved there).
+    netns: Option<NetnsHandle>,
+    /// rtnetlink in that namespace (`None`: use the daemon's).
+    rtnl: Option<RtNetlink>,
     dp: Dataplane,
     /// Holds the lower's filter memberships; they vanish with it (and with the daemon).
     members_sock: LowerSocket,
@@ -123,8 +131,17 @@ fn valid_ifname(name: &str) -> bool {
 
 /// What the engine needs to know about a lower, from rtnetlink and its multicast list.
 pub fn lower_state(l: &LinkState) -> LowerState {
+    lower_state_in(None, l)
+}
+
+/// [`lower_state`] of a lower in namespace `ns` (`None`: the caller's).
+fn lower_state_in(ns: Option<&NetnsHandle>, l: &LinkState) -> LowerState {
     let mut s = lower_flags(l);
-    s.mc_list = umacvlan_io::netlink::multicast_addresses(l.ifindex).unwrap_or_default();
+    let ifindex = l.ifindex;
+    s.mc_list = NetnsHandle::run_in_opt(ns, || {
+        umacvlan_io::netlink::multicast_addresses(ifindex).unwrap_or_default()
+    })
+    .unwrap_or_default();
     s
 }
 
@@ -182,8 +199,9 @@ fn random_u64() -> u64 {
 pub struct Manager {
     /// Restores passthru lowers' addresses should the daemon die (see [`super::guardian`]).
     guardian: Option<super::guardian::Guardian>,
+    /// rtnetlink in the daemon's namespace.
     rtnl: RtNetlink,
-    ports: BTreeMap<u32, PortEntry>,
+    ports: BTreeMap<LowerKey, PortEntry>,
     opts: ManagerOptions,
     seq: u64,
     fanout_group: u16,
@@ -226,13 +244,13 @@ impl Manager {
         }
     }
 
-    fn find(&self, name: &str) -> Option<(u32, DevId)> {
+    fn find(&self, name: &str) -> Option<(LowerKey, DevId)> {
         self.ports
             .iter()
             .find_map(|(l, p)| p.port.device_by_name(name).map(|d| (*l, d.id)))
     }
 
-    fn find_by_tap(&self, ns: Option<NetnsId>, ifindex: u32) -> Option<(u32, DevId)> {
+    fn find_by_tap(&self, ns: Option<NetnsId>, ifindex: u32) -> Option<(LowerKey, DevId)> {
         self.ports.iter().find_map(|(l, p)| {
             p.devs
                 .iter()
@@ -273,11 +291,21 @@ impl Manager {
         }
     }
 
+    /// rtnetlink in the namespace of the lower `key`.
+    fn lower_rtnl(&mut self, key: LowerKey) -> &mut RtNetlink {
+        match self.ports.get_mut(&key).and_then(|p| p.rtnl.as_mut()) {
+            Some(r) => r,
+            None => &mut self.rtnl,
+        }
+    }
+
     /// Finds the real lower for `name`: a umacvlan macvlan or a kernel macvlan stands for its
-    /// own lower, as the kernel does when macvlans are stacked.
-    fn resolve_lower(&mut self, name: &str) -> OpResult<LinkState> {
+    /// own lower, as the kernel does when macvlans are stacked. A name of a device is looked
+    /// up in the daemon's namespace (as `ip link add link NAME` would); a umacvlan macvlan's
+    /// lower may live elsewhere.
+    fn resolve_lower(&mut self, name: &str) -> OpResult<(LowerKey, LinkState)> {
         if let Some((lower, _)) = self.find(name) {
-            return Ok(self.rtnl.get_link_by_index(lower)?);
+            return Ok((lower, self.lower_rtnl(lower).get_link_by_index(lower.1)?));
         }
         let l = self
             .rtnl
@@ -288,10 +316,11 @@ impl Manager {
             })?;
         if l.kind.as_deref() == Some("macvlan") && l.netnsid.is_none() {
             if let Some(link) = l.link {
-                return Ok(self.rtnl.get_link_by_index(link)?);
+                let l = self.rtnl.get_link_by_index(link)?;
+                return Ok(((None, l.ifindex), l));
             }
         }
-        Ok(l)
+        Ok(((None, l.ifindex), l))
     }
 
     fn link_add(&mut self, a: &LinkAdd) -> OpResult {
@@ -303,7 +332,7 @@ impl Manager {
         if !valid_ifname(&name) {
             return Err(errno(Errno::EINVAL));
         }
-        let lower = self.resolve_lower(&a.lower)?;
+        let (lower_key, lower) = self.resolve_lower(&a.lower)?;
         let ns = match &a.netns {
             Some(r) => Self::resolve_netns(r)?,
             None => None,
@@ -311,7 +340,7 @@ impl Manager {
         if self.name_exists(ns.as_ref(), &name)? {
             return Err(errno(Errno::EEXIST));
         }
-        let mut port = match self.ports.get(&lower.ifindex) {
+        let mut port = match self.ports.get(&lower_key) {
             Some(p) => p.port.clone(),
             None => Port::create(lower_state(&lower))?,
         };
@@ -336,16 +365,15 @@ impl Manager {
             ifindex,
             seq: self.seq,
         };
-        let lower_ifindex = lower.ifindex;
-        if !self.ports.contains_key(&lower_ifindex) {
-            let pe = self.start_port(lower_ifindex, port.clone())?;
-            self.ports.insert(lower_ifindex, pe);
+        if !self.ports.contains_key(&lower_key) {
+            let pe = self.start_port(lower_key.1, port.clone())?;
+            self.ports.insert(lower_key, pe);
         }
-        let pe = self.ports.get_mut(&lower_ifindex).expect("present");
+        let pe = self.ports.get_mut(&lower_key).expect("present");
         pe.dp.reset_counters(id);
         pe.devs.insert(id, entry);
         pe.port = port;
-        self.commit(lower_ifindex);
+        self.commit(lower_key);
         tracing::info!(%name, lower = %lower.name, mode = %dev.mode, mac = %dev.mac, "macvlan added");
         Ok(())
     }
@@ -361,36 +389,17 @@ impl Manager {
         Err(errno(Errno::EEXIST))
     }
 
+    /// A port on the lower `lower` of the daemon's namespace.
     fn start_port(&mut self, lower: u32, port: Port) -> OpResult<PortEntry> {
-        self.fanout_group = self.fanout_group.wrapping_add(1);
-        let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
-        for _ in 0..self.opts.workers.max(1) {
-            let opts = LowerOptions {
-                fanout: (self.opts.workers > 1).then_some(Fanout {
-                    group: self.fanout_group,
-                    mode: FanoutMode::Hash,
-                    rollover: false,
-                }),
-                rcvbuf: Some(4 << 20),
-                sndbuf: Some(4 << 20),
-                vnet_hdr: true,
-                ..LowerOptions::default()
-            };
-            lowers.push(Arc::new(LowerSocket::open(lower, &opts)?));
-        }
-        let members_sock = LowerSocket::open(
-            lower,
-            &LowerOptions {
-                rcvbuf: Some(4096),
-                ..LowerOptions::default()
-            },
-        )?;
+        let (lowers, members_sock) = self.open_lower(None, lower)?;
         let view = View {
             snap: port.snapshot(),
             uppers: Vec::new(),
         };
         Ok(PortEntry {
             port,
+            netns: None,
+            rtnl: None,
             dp: Dataplane::start(lowers, view)?,
             members_sock,
             members: MembershipSet::new(),
@@ -398,8 +407,45 @@ impl Manager {
         })
     }
 
+    /// The packet sockets of a port on the lower `ifindex` of namespace `ns` (`None`: the
+    /// daemon's): one per data-plane worker (one fanout group), and one holding the
+    /// memberships.
+    fn open_lower(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        ifindex: u32,
+    ) -> io::Result<(Vec<Arc<dyn LowerIo>>, LowerSocket)> {
+        self.fanout_group = self.fanout_group.wrapping_add(1);
+        let workers = self.opts.workers.max(1);
+        let opts = LowerOptions {
+            fanout: (self.opts.workers > 1).then_some(Fanout {
+                group: self.fanout_group,
+                mode: FanoutMode::Hash,
+                rollover: false,
+            }),
+            rcvbuf: Some(4 << 20),
+            sndbuf: Some(4 << 20),
+            vnet_hdr: true,
+            ..LowerOptions::default()
+        };
+        let members_opts = LowerOptions {
+            rcvbuf: Some(4096),
+            ..LowerOptions::default()
+        };
+        // All at once: one helper thread when the namespace is another one.
+        let (lowers, members) = NetnsHandle::run_in_opt(ns, || -> io::Result<_> {
+            let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
+            for _ in 0..workers {
+                lowers.push(Arc::new(LowerSocket::open(ifindex, &opts)?));
+            }
+            let members = LowerSocket::open(ifindex, &members_opts)?;
+            Ok((lowers, members))
+        })??;
+        Ok((lowers, members))
+    }
+
     /// Publishes the port's new state to the data plane and the lower's filter.
-    fn commit(&mut self, lower: u32) {
+    fn commit(&mut self, lower: LowerKey) {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
@@ -416,7 +462,11 @@ impl Manager {
         }
         // Our memberships change the lower's promiscuity and allmulti counts, which widen the
         // port filters: read them back. (Its multicast list is polled with the macvlans'.)
-        if let Ok(l) = self.rtnl.get_link_by_index(lower) {
+        let rtnl = match pe.rtnl.as_mut() {
+            Some(r) => r,
+            None => &mut self.rtnl,
+        };
+        if let Ok(l) = rtnl.get_link_by_index(lower.1) {
             let s = lower_flags(&l);
             if (s.promisc, s.allmulti) != (pe.port.lower().promisc, pe.port.lower().allmulti) {
                 pe.port.lower_rx_flags_changed(s.promisc, s.allmulti);
@@ -460,8 +510,8 @@ impl Manager {
         }
         // The engine accepts; now the system.
         if let Some(m) = lower_mac {
-            self.rtnl.set_link(
-                lower,
+            self.lower_rtnl(lower).set_link(
+                lower.1,
                 &LinkChange {
                     mac: Some(m),
                     ..Default::default()
@@ -506,7 +556,7 @@ impl Manager {
         &self,
         ns: Option<&NetnsHandle>,
         name: &str,
-        me: (u32, DevId),
+        me: (LowerKey, DevId),
     ) -> OpResult<bool> {
         let mut rtnl = RtNetlink::open_in(ns)?;
         match rtnl.get_link_by_name(name) {
@@ -523,7 +573,7 @@ impl Manager {
     }
 
     /// Removes a macvlan (and its port with the last one).
-    fn remove(&mut self, lower: u32, id: DevId) {
+    fn remove(&mut self, lower: LowerKey, id: DevId) {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
@@ -536,8 +586,10 @@ impl Manager {
             let pe = self.ports.remove(&lower).expect("present");
             pe.dp.stop();
             if let Some(mac) = removed.restore_lower_mac {
-                let _ = self.rtnl.set_link(
-                    lower,
+                let mut own = pe.rtnl;
+                let rtnl = own.as_mut().unwrap_or(&mut self.rtnl);
+                let _ = rtnl.set_link(
+                    lower.1,
                     &LinkChange {
                         mac: Some(mac),
                         ..Default::default()
@@ -559,7 +611,8 @@ impl Manager {
                 let Some(e) = pe.devs.get(&d.id) else {
                     continue;
                 };
-                all.push((e.seq, link_info(&pe.port, d, e, pe.dp.counters(d.id))));
+                let c = pe.dp.counters(d.id);
+                all.push((e.seq, link_info(&pe.port, pe.netns.as_ref(), d, e, c)));
             }
         }
         if name.is_some() && all.is_empty() {
@@ -578,7 +631,7 @@ impl Manager {
         let ports = self
             .ports
             .iter()
-            .map(|(ifindex, pe)| {
+            .map(|((_, ifindex), pe)| {
                 let c = pe.dp.port_counters();
                 PortInfo {
                     lower: pe.port.lower().name.clone(),
@@ -602,16 +655,15 @@ impl Manager {
         !self.ports.is_empty()
     }
 
-    /// The namespaces our TAPs live in (other than the daemon's), to watch.
-    pub fn tap_namespaces(&self) -> Vec<NetnsHandle> {
+    /// The namespaces our TAPs and lowers live in (other than the daemon's), to watch.
+    pub fn watched_namespaces(&self) -> Vec<NetnsHandle> {
         let mut out: Vec<NetnsHandle> = Vec::new();
         for pe in self.ports.values() {
-            for d in pe.devs.values() {
-                if let Some(ns) = &d.netns {
-                    if !out.iter().any(|o| o.same_as(ns).unwrap_or(false)) {
-                        if let Ok(c) = ns.try_clone() {
-                            out.push(c);
-                        }
+            let taps = pe.devs.values().filter_map(|d| d.netns.as_ref());
+            for ns in pe.netns.iter().chain(taps) {
+                if !out.iter().any(|o| o.same_as(ns).unwrap_or(false)) {
+                    if let Ok(c) = ns.try_clone() {
+                        out.push(c);
                     }
                 }
             }
@@ -627,9 +679,10 @@ impl Manager {
                 // set it back, and a passthru macvlan and its lower would then chase each
                 // other's old addresses forever. So the address is read fresh, not taken from
                 // the event.
-                if ns.is_none() && self.ports.contains_key(&ls.ifindex) {
-                    if let Ok(now) = self.rtnl.get_link_by_index(ls.ifindex) {
-                        self.lower_changed(&now);
+                let key = (ns, ls.ifindex);
+                if self.ports.contains_key(&key) {
+                    if let Ok(now) = self.lower_rtnl(key).get_link_by_index(ls.ifindex) {
+                        self.lower_changed(key, &now);
                     }
                 }
                 if let Some((lower, id)) = self.find_by_tap(ns, ls.ifindex) {
@@ -644,28 +697,39 @@ impl Manager {
                     self.tap_changed(lower, id, &obs);
                 }
             }
-            LinkEvent::Del { ifindex, .. } => {
-                if ns.is_none() && self.ports.contains_key(&ifindex) {
-                    self.lower_gone(ifindex);
+            LinkEvent::Del {
+                ifindex,
+                new_netnsid,
+                new_ifindex,
+                ..
+            } => {
+                let key = (ns, ifindex);
+                if self.ports.contains_key(&key) {
+                    match new_netnsid {
+                        Some(nsid) => self.lower_moved(key, nsid, new_ifindex.unwrap_or(ifindex)),
+                        None => self.lower_gone(key),
+                    }
                 }
                 if let Some((lower, id)) = self.find_by_tap(ns, ifindex) {
                     self.tap_gone(lower, id);
                 }
             }
-            LinkEvent::Overrun => self.resync(),
+            LinkEvent::Overrun => self.resync(ns),
         }
     }
 
-    /// Re-reads every lower and TAP (after lost events).
-    pub fn resync(&mut self) {
-        let lowers: Vec<u32> = self.ports.keys().copied().collect();
+    /// Re-reads every lower and TAP of namespace `ns` (`None`: the daemon's), after events
+    /// were lost there or before they were watched there. A lower missing there is taken
+    /// for deleted: a move, had it been seen, would have been followed.
+    pub fn resync(&mut self, ns: Option<NetnsId>) {
+        let lowers: Vec<LowerKey> = self.ports.keys().copied().filter(|k| k.0 == ns).collect();
         for l in lowers {
-            match self.rtnl.get_link_by_index(l) {
-                Ok(ls) => self.lower_changed(&ls),
+            match self.lower_rtnl(l).get_link_by_index(l.1) {
+                Ok(ls) => self.lower_changed(l, &ls),
                 Err(_) => self.lower_gone(l),
             }
         }
-        let devs: Vec<(u32, DevId)> = self
+        let devs: Vec<(LowerKey, DevId)> = self
             .ports
             .iter()
             .flat_map(|(l, p)| p.devs.keys().map(move |id| (*l, *id)))
@@ -674,6 +738,9 @@ impl Manager {
             let Some(e) = self.ports.get(&l).and_then(|p| p.devs.get(&id)) else {
                 continue;
             };
+            if e.netns.as_ref().and_then(|n| n.id().ok()) != ns {
+                continue;
+            }
             let state = RtNetlink::open_in(e.netns.as_ref())
                 .and_then(|mut r| r.get_link_by_index(e.ifindex).map_err(Into::into));
             match state {
@@ -692,11 +759,11 @@ impl Manager {
         }
     }
 
-    fn lower_changed(&mut self, ls: &LinkState) {
-        let Some(pe) = self.ports.get_mut(&ls.ifindex) else {
+    fn lower_changed(&mut self, lower: LowerKey, ls: &LinkState) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
-        let s = lower_state(ls);
+        let s = lower_state_in(pe.netns.as_ref(), ls);
         let old = pe.port.lower().clone();
         let before: Vec<Device> = pe.port.devices().to_vec();
         pe.port.lower_link_changed(s.up, s.carrier, s.dormant);
@@ -724,11 +791,10 @@ impl Manager {
                 tracing::warn!(name = %a.name, "could not update the TAP: {err}");
             }
         }
-        let lower = ls.ifindex;
         self.commit(lower);
     }
 
-    fn lower_gone(&mut self, lower: u32) {
+    fn lower_gone(&mut self, lower: LowerKey) {
         // NETDEV_UNREGISTER: every macvlan on it goes.
         if let Some(pe) = self.ports.remove(&lower) {
             tracing::info!(lower = %pe.port.lower().name, "lower device gone; removing its macvlans");
@@ -736,7 +802,78 @@ impl Manager {
         }
     }
 
-    fn tap_gone(&mut self, lower: u32, id: DevId) {
+    /// The lower `old` left its namespace for the one that namespace calls `nsid`, where its
+    /// index is `ifindex`. The kernel's macvlans stay where they are and keep working through
+    /// it (macvlan has no netns notifier; the lower only goes down on the way), so ours do
+    /// too: its packet sockets lost their binding and their memberships with the move
+    /// (`packet_notifier`, `NETDEV_UNREGISTER`), so the port gets new ones in the new
+    /// namespace, and the engine port and the TAPs stay as they are. If the new namespace
+    /// cannot be found (nothing we can open holds it), the lower is taken for deleted.
+    fn lower_moved(&mut self, old: LowerKey, nsid: i32, ifindex: u32) {
+        let known: Vec<NetnsHandle> = self.watched_namespaces();
+        let known: Vec<&NetnsHandle> = known.iter().collect();
+        let Some(ns) = self.lower_rtnl(old).netns_by_nsid(nsid, &known) else {
+            tracing::warn!(
+                nsid,
+                "lower moved to a namespace that cannot be found; removing its macvlans"
+            );
+            return self.lower_gone(old);
+        };
+        let ns = if ns.is_current().unwrap_or(false) {
+            None
+        } else {
+            Some(ns)
+        };
+        let key = (ns.as_ref().and_then(|n| n.id().ok()), ifindex);
+        if self.ports.contains_key(&key) {
+            tracing::warn!(
+                ifindex,
+                "lower moved onto a port already known; removing its macvlans"
+            );
+            return self.lower_gone(old);
+        }
+        let moved = (|| -> io::Result<(Option<RtNetlink>, LinkState)> {
+            let mut rtnl = ns
+                .as_ref()
+                .map(|n| RtNetlink::open_in(Some(n)))
+                .transpose()?;
+            let ls = rtnl
+                .as_mut()
+                .unwrap_or(&mut self.rtnl)
+                .get_link_by_index(ifindex)?;
+            let (lowers, members_sock) = self.open_lower(ns.as_ref(), ifindex)?;
+            let pe = self.ports.get_mut(&old).expect("present");
+            pe.dp.restart(lowers)?;
+            pe.members_sock = members_sock;
+            // The old memberships went with the old socket.
+            pe.members = MembershipSet::new();
+            Ok((rtnl, ls))
+        })();
+        let (rtnl, ls) = match moved {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot follow the lower into its new namespace ({e}); removing its macvlans"
+                );
+                return self.lower_gone(old);
+            }
+        };
+        let mut pe = self.ports.remove(&old).expect("present");
+        let ns_name = ns.as_ref().and_then(|n| n.name().ok().flatten());
+        tracing::info!(
+            lower = %pe.port.lower().name,
+            ifindex,
+            netns = ns_name.as_deref().unwrap_or(if ns.is_none() { "(the daemon's)" } else { "?" }),
+            "lower moved to another namespace; following it"
+        );
+        pe.netns = ns;
+        pe.rtnl = rtnl;
+        self.ports.insert(key, pe);
+        // Its state there (down after the move), the memberships back on the new socket.
+        self.lower_changed(key, &ls);
+    }
+
+    fn tap_gone(&mut self, lower: LowerKey, id: DevId) {
         let Some(e) = self.ports.get_mut(&lower).and_then(|p| p.devs.get_mut(&id)) else {
             return;
         };
@@ -767,7 +904,7 @@ impl Manager {
 
     /// The user changed the TAP with plain iproute2: apply it as the kernel macvlan would, or
     /// put the TAP back when the kernel would have refused.
-    fn tap_changed(&mut self, lower: u32, id: DevId, obs: &TapObserved) {
+    fn tap_changed(&mut self, lower: LowerKey, id: DevId, obs: &TapObserved) {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
@@ -797,8 +934,8 @@ impl Manager {
             let _ = port.set_rx_flags(id, obs.promisc, obs.allmulti);
         }
         if let Some(m) = lower_mac {
-            let r = self.rtnl.set_link(
-                lower,
+            let r = self.lower_rtnl(lower).set_link(
+                lower.1,
                 &LinkChange {
                     mac: Some(m),
                     ..Default::default()
@@ -839,27 +976,29 @@ impl Manager {
         // Other namespaces holding up TAPs, each read once.
         let mut tables: Vec<(NetnsHandle, std::collections::HashMap<u32, Vec<MacAddr>>)> =
             Vec::new();
-        for ns in self.tap_namespaces() {
+        for ns in self.watched_namespaces() {
             if let Ok(Ok(t)) = ns.run_in(umacvlan_io::netlink::multicast_table) {
                 tables.push((ns, t));
             }
         }
-        let lowers: Vec<u32> = self.ports.keys().copied().collect();
+        let lowers: Vec<LowerKey> = self.ports.keys().copied().collect();
         for lower in lowers {
             let pe = self.ports.get_mut(&lower).expect("present");
+            let table_of = |ns: Option<&NetnsHandle>| match ns {
+                None => Some(&own),
+                Some(ns) => tables
+                    .iter()
+                    .find(|(n, _)| n.same_as(ns).unwrap_or(false))
+                    .map(|(_, t)| t),
+            };
             let mut changed = false;
             for (id, e) in &pe.devs {
                 if !pe.port.device(*id).is_some_and(|d| d.up) {
                     continue;
                 }
-                let table = match &e.netns {
-                    None => Some(&own),
-                    Some(ns) => tables
-                        .iter()
-                        .find(|(n, _)| n.same_as(ns).unwrap_or(false))
-                        .map(|(_, t)| t),
+                let Some(table) = table_of(e.netns.as_ref()) else {
+                    continue;
                 };
-                let Some(table) = table else { continue };
                 let mut g = table.get(&e.ifindex).cloned().unwrap_or_default();
                 g.sort_unstable();
                 g.dedup();
@@ -868,7 +1007,13 @@ impl Manager {
                     changed = true;
                 }
             }
-            let mut lower_mc = own.get(&lower).cloned().unwrap_or_default();
+            let Some(lower_table) = table_of(pe.netns.as_ref()) else {
+                if changed {
+                    self.commit(lower);
+                }
+                continue;
+            };
+            let mut lower_mc = lower_table.get(&lower.1).cloned().unwrap_or_default();
             lower_mc.sort_unstable();
             lower_mc.dedup();
             if lower_mc != pe.port.lower().mc_list {
@@ -881,7 +1026,10 @@ impl Manager {
         }
     }
 
-    /// Every macvlan, as the state file records them, in creation order.
+    /// Every macvlan, as the state file records them, in creation order. The lower is recorded
+    /// by name; for a lower moved to another namespace that is its name there, which a
+    /// restarted daemon looks up in its own namespace: such a macvlan is not restored
+    /// (`ENODEV`, logged as for a missing lower) unless a device of that name is there.
     pub fn config(&self) -> Vec<LinkAdd> {
         let mut all: Vec<(u64, LinkAdd)> = Vec::new();
         for pe in self.ports.values() {
@@ -929,18 +1077,22 @@ impl Manager {
         let Some(g) = self.guardian.as_mut() else {
             return;
         };
+        // The guardian works in the daemon's namespace, by ifindex: a lower moved to another
+        // namespace is not armed (its address is not put back should the daemon die).
         let want = self
             .ports
             .iter()
-            .filter(|(_, pe)| pe.port.is_passthru() && pe.port.lower().mac != pe.port.perm_addr())
-            .map(|(l, pe)| (*l, pe.port.perm_addr()))
+            .filter(|((ns, _), pe)| {
+                ns.is_none() && pe.port.is_passthru() && pe.port.lower().mac != pe.port.perm_addr()
+            })
+            .map(|((_, l), pe)| (*l, pe.port.perm_addr()))
             .collect();
         g.sync(&want);
     }
 
     /// Removes every macvlan (daemon shutdown): TAPs go, memberships go, passthru MACs return.
     pub fn shutdown(&mut self) {
-        let all: Vec<(u32, DevId)> = self
+        let all: Vec<(LowerKey, DevId)> = self
             .ports
             .iter()
             .flat_map(|(l, p)| p.devs.keys().map(move |id| (*l, *id)))
@@ -993,10 +1145,19 @@ fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()
     Ok(())
 }
 
-/// `link show` for one macvlan. Where the kernel's answer depends on the macvlan's namespace
-/// (operstate without carrier, `M-DOWN`), it is computed from there.
-fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo {
+/// `link show` for one macvlan, whose lower lives in `lower_ns` (`None`: the daemon's
+/// namespace). Where the kernel's answer depends on the macvlan's namespace (operstate
+/// without carrier, `M-DOWN`), it is computed from there.
+fn link_info(
+    port: &Port,
+    lower_ns: Option<&NetnsHandle>,
+    d: &Device,
+    e: &DevEntry,
+    c: DevCounters,
+) -> LinkInfo {
     let lower = port.lower();
+    let nsid = |n: Option<&NetnsHandle>| n.map(|n| n.id().ok());
+    let with_lower = nsid(e.netns.as_ref()) == nsid(lower_ns);
     let carrier = port.carrier();
     let mut flags = Vec::new();
     if d.up && !carrier {
@@ -1017,34 +1178,33 @@ fn link_info(port: &Port, d: &Device, e: &DevEntry, c: DevCounters) -> LinkInfo 
     }
     // iproute2 prints M-DOWN from the lower's flags only when it can see the lower: in the
     // same namespace.
-    if !lower.up && e.netns.is_none() {
+    if !lower.up && with_lower {
         flags.push("M-DOWN");
     }
     // Without carrier the kernel says LOWERLAYERDOWN only if the lower's ifindex, looked up in
     // the macvlan's own namespace, names a device that is not operationally up.
     let operstate = match &e.netns {
-        None => port.operstate(d.id),
-        Some(ns) if d.up && !carrier => {
+        _ if with_lower => port.operstate(d.id),
+        ns if d.up && !carrier => {
             // A kernel macvlan never finds itself there; our TAP, created in place, may have
             // been given the lower's ifindex.
-            let peer = RtNetlink::open_in(Some(ns))
+            let peer = RtNetlink::open_in(ns.as_ref())
                 .ok()
                 .and_then(|mut r| r.get_link_by_index(lower.ifindex).ok())
                 .filter(|l| l.ifindex != e.ifindex || l.name != d.name)
                 .map(|l| matches!(l.operstate, OperState::Up | OperState::Unknown));
             port.operstate_seen_from(d.id, peer)
         }
-        Some(_) => port.operstate_seen_from(d.id, None),
+        _ => port.operstate_seen_from(d.id, None),
     };
+    let ns_name = |n: &NetnsHandle| n.name().ok().flatten().unwrap_or_else(|| "?".into());
     LinkInfo {
         ifindex: e.ifindex,
         ifname: d.name.clone(),
         link: lower.name.clone(),
         link_ifindex: lower.ifindex,
-        netns: e
-            .netns
-            .as_ref()
-            .map(|n| n.name().ok().flatten().unwrap_or_else(|| "?".into())),
+        netns: e.netns.as_ref().map(ns_name),
+        lower_netns: lower_ns.map(ns_name),
         flags: flags.into_iter().map(String::from).collect(),
         mtu: d.mtu,
         operstate: operstate.to_string(),

@@ -178,7 +178,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     epoll.add(inbox.wake.as_raw_fd(), TOKEN_INBOX, Interest::READABLE)?;
     epoll.add(sig_rx.as_raw_fd(), TOKEN_SIGNAL, Interest::READABLE)?;
     // Link monitors: the daemon's namespace (lowers, TAPs left here), then each namespace
-    // holding a TAP.
+    // holding a TAP or a lower moved there.
     let mut monitors: Vec<(Option<NetnsId>, Option<NetnsHandle>, LinkMonitor)> = Vec::new();
     let own = LinkMonitor::open()?;
     epoll.add(own.as_raw_fd(), TOKEN_MONITOR, Interest::READABLE)?;
@@ -233,8 +233,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             mgr.poll_multicast();
             last_poll = std::time::Instant::now();
         }
-        // Watch every namespace that holds a TAP; forget namespaces no longer used.
-        let wanted = mgr.tap_namespaces();
+        // Watch every namespace that holds a TAP or a lower; forget namespaces no longer used.
+        let wanted = mgr.watched_namespaces();
         let mut changed = false;
         for ns in wanted.iter() {
             let id = ns.id().ok();
@@ -243,16 +243,16 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                     (Ok(m), Ok(h)) => {
                         monitors.push((id, Some(h), m));
                         changed = true;
-                        // Catch changes made between creating the TAP and watching its
-                        // namespace.
+                        // Catch changes made there between creating the TAP (or following the
+                        // lower) and watching its namespace.
                         mgr.link_event(id, LinkEvent::Overrun);
                     }
                     (Err(e), _) | (_, Err(e)) => {
                         // E.g. EPERM under --no-netns. Said once per namespace.
                         if unwatchable.insert(id) {
                             tracing::warn!(
-                                "cannot watch a namespace holding a TAP ({e}): changes made to \
-                                 it there are not followed"
+                                "cannot watch a namespace holding a TAP or a lower ({e}): \
+                                 changes made there are not followed"
                             );
                         }
                     }
