@@ -58,6 +58,12 @@ pub trait LowerIo: MembershipOps + Send + Sync {
     fn vnet_hdr_len(&self) -> usize {
         0
     }
+
+    /// Frames the device's receive queue dropped since the last call (the queue was full);
+    /// for a packet socket, `PACKET_STATISTICS`' `tp_drops`.
+    fn take_drops(&self) -> u64 {
+        0
+    }
 }
 
 /// One upper (macvlan) device as a data-plane worker sees it.
@@ -92,6 +98,9 @@ impl LowerIo for LowerSocket {
     }
     fn readiness_fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+    fn take_drops(&self) -> u64 {
+        self.stats().map_or(0, |s| u64::from(s.drops))
     }
     fn vnet_hdr_len(&self) -> usize {
         LowerSocket::vnet_hdr_len(self)
@@ -209,6 +218,7 @@ struct LowerShared {
     memberships: Mutex<MembershipSet>,
     failing: Mutex<Vec<(Membership, i32)>>,
     send_errno: Mutex<Option<i32>>,
+    drops: std::sync::atomic::AtomicU64,
 }
 
 /// An in-memory lower device. Create with [`MemLower::new`], which also returns the test's
@@ -230,6 +240,7 @@ impl MemLower {
             memberships: Mutex::new(MembershipSet::new()),
             failing: Mutex::new(Vec::new()),
             send_errno: Mutex::new(None),
+            drops: std::sync::atomic::AtomicU64::new(0),
         });
         Ok((MemLower(s.clone()), MemLowerHandle(s)))
     }
@@ -273,6 +284,10 @@ impl LowerIo for MemLower {
     fn readiness_fd(&self) -> RawFd {
         self.0.rx.ready.as_raw_fd()
     }
+
+    fn take_drops(&self) -> u64 {
+        self.0.drops.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl MemLowerHandle {
@@ -312,6 +327,13 @@ impl MemLowerHandle {
     /// Clears injected membership failures.
     pub fn clear_membership_failures(&self) {
         lock(&self.0.failing).clear();
+    }
+
+    /// Counts `n` frames as dropped by the receive queue (a full socket buffer).
+    pub fn drop_on_receive(&self, n: u64) {
+        self.0
+            .drops
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes every send fail with `errno` (`None`: succeed again).

@@ -236,6 +236,9 @@ pub struct PortInfo {
     pub malformed: u64,
     /// IPv4 fragments dropped by reassembly.
     pub defrag_dropped: u64,
+    /// Frames the lower's packet sockets dropped (receive buffer full).
+    #[serde(default)]
+    pub socket_dropped: u64,
 }
 
 #[cfg(test)]

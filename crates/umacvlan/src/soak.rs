@@ -32,7 +32,7 @@
 //!   number of macvlans in the namespace that receive it for broadcast (8) and multicast (2);
 //!   `lost` must be 0 unless a drop counter on the stream's path moved, and never more than the
 //!   sum of those counters. The counters: the macvlans' `rx_dropped`/`tx_dropped` as umacvlan
-//!   keeps them (`umacvlan -s -j link show`), the port's drops (broadcast queue, malformed,
+//!   keeps them (`umacvlan -s -j link show`), the port's drops (broadcast queue, lower socket buffers, malformed,
 //!   reassembly), the kernel's `rx_dropped`/`tx_dropped` of the TAPs, the lower and the
 //!   external host's devices (`ip -s -j link`), and UDP `InErrors` (receive buffer full included) in the
 //!   receiving namespace. The rate is chosen so that all of them are expected to stay 0.
@@ -1334,7 +1334,7 @@ struct Counters {
     qdisc_drops: HashMap<(String, String), u64>,
     /// UDP InErrors per namespace short name.
     udp_errors: HashMap<String, u64>,
-    /// Port-wide drops (broadcast queue full, malformed, reassembly).
+    /// Port-wide drops (broadcast queue full, malformed, reassembly, lower socket buffers).
     port_drops: u64,
 }
 
@@ -1383,7 +1383,7 @@ impl Counters {
         {
             Ok(Response::Ports { ports }) => ports
                 .iter()
-                .map(|p| p.lower_rx_dropped + p.malformed + p.defrag_dropped)
+                .map(|p| p.lower_rx_dropped + p.malformed + p.defrag_dropped + p.socket_dropped)
                 .sum(),
             other => return Err(format!("port show: {other:?}")),
         };

@@ -426,6 +426,7 @@ fn the_counter_views_agree() {
     );
     assert!(body.contains(&want), "{want} not in:\n{body}");
     assert!(body.contains("umacvlan_port_drops_total{lower=\"eth0\",reason=\"malformed\"} 0"));
+    assert!(body.contains("umacvlan_port_drops_total{lower=\"eth0\",reason=\"socket\"} 0"));
 }
 
 #[test]

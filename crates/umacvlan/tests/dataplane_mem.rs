@@ -249,3 +249,18 @@ fn a_panic_while_forwarding_costs_the_batch_not_the_worker() {
     assert_eq!(got, [1, 2]);
     dp.stop();
 }
+
+#[test]
+fn drops_in_the_lowers_receive_queue_are_counted_and_kept() {
+    let l = lab(&[Mode::Bridge]);
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    assert_eq!(dp.socket_drops(), 0);
+    wire.drop_on_receive(3);
+    assert_eq!(dp.socket_drops(), 3);
+    // Reading the socket's statistics resets them; the data plane's sum does not.
+    wire.drop_on_receive(2);
+    assert_eq!(dp.socket_drops(), 5);
+    assert_eq!(dp.socket_drops(), 5);
+    dp.stop();
+}

@@ -61,6 +61,10 @@ struct Shared {
 pub struct Dataplane {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The workers' lower sockets, for their drop statistics.
+    lowers: Vec<Arc<dyn LowerIo>>,
+    /// Frames the lower sockets dropped, summed (reading a socket's statistics resets them).
+    socket_drops: std::sync::atomic::AtomicU64,
 }
 
 const TOKEN_LOWER: u64 = 0;
@@ -92,6 +96,8 @@ impl Dataplane {
         let mut dp = Dataplane {
             shared,
             threads: Vec::new(),
+            lowers: Vec::new(),
+            socket_drops: std::sync::atomic::AtomicU64::new(0),
         };
         dp.spawn(lowers)?;
         Ok(dp)
@@ -99,6 +105,7 @@ impl Dataplane {
 
     fn spawn(&mut self, lowers: Vec<Arc<dyn LowerIo>>) -> io::Result<()> {
         let n = lowers.len();
+        self.lowers = lowers.clone();
         for (i, lower) in lowers.into_iter().enumerate() {
             let mut w = Worker::new(i, n, lower, self.shared.clone())?;
             self.threads.push(
@@ -126,8 +133,16 @@ impl Dataplane {
             "same number of workers"
         );
         self.shutdown();
+        self.socket_drops();
         self.shared.stop.store(false, Ordering::SeqCst);
         self.spawn(lowers)
+    }
+
+    /// Frames the lower's packet sockets dropped so far (their receive buffers were full).
+    /// The kernel's macvlan has no such queue; counted so that no frame goes unaccounted.
+    pub fn socket_drops(&self) -> u64 {
+        let new: u64 = self.lowers.iter().map(|l| l.take_drops()).sum();
+        self.socket_drops.fetch_add(new, Ordering::Relaxed) + new
     }
 
     /// Publishes a new view and wakes the workers so they pick up new or removed TAPs.

@@ -642,6 +642,7 @@ impl Manager {
                     lower_rx_dropped: c.lower_rx_dropped,
                     malformed: c.malformed,
                     defrag_dropped: c.defrag_dropped,
+                    socket_dropped: pe.dp.socket_drops(),
                 }
             })
             .collect();

@@ -206,6 +206,7 @@ pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
             ("broadcast_queue_full_or_lower_refused", p.lower_rx_dropped),
             ("malformed", p.malformed),
             ("defrag", p.defrag_dropped),
+            ("socket", p.socket_dropped),
         ] {
             drops
                 .get_or_create(&DropLabels {
