@@ -47,18 +47,36 @@ pub struct EthernetFrame<'a> {
 
 impl<'a> EthernetFrame<'a> {
     /// Checks that `buf` holds a whole Ethernet header and every VLAN tag it announces.
+    #[inline]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self, FrameError> {
+        Self::walk_tags(buf, false)
+    }
+
+    /// Like [`new_checked`](Self::new_checked), but a VLAN tag cut short stays in the payload
+    /// instead of refusing the frame: the transmit path's view, since the kernel's macvlan
+    /// sends what it is given without parsing its tags. See [`truncated_vlan`](Self::truncated_vlan).
+    #[inline]
+    pub fn new_lenient(buf: &'a [u8]) -> Result<Self, FrameError> {
+        Self::walk_tags(buf, true)
+    }
+
+    /// Walks stacked tags (802.1ad outer, 802.1Q inner, or repeated 802.1Q); one that is cut
+    /// short ends the walk (`lenient`) or refuses the frame.
+    #[inline]
+    fn walk_tags(buf: &'a [u8], lenient: bool) -> Result<Self, FrameError> {
         if buf.len() < ETH_HLEN {
             return Err(FrameError::Runt);
         }
         let mut off = ETH_HLEN;
-        // Walk stacked tags (802.1ad outer, 802.1Q inner, or repeated 802.1Q).
         loop {
             let et = u16::from_be_bytes([buf[off - 2], buf[off - 1]]);
             if et != ethertype::VLAN_8021Q && et != ethertype::VLAN_8021AD {
                 break;
             }
             if buf.len() < off + VLAN_HLEN {
+                if lenient {
+                    break;
+                }
                 return Err(FrameError::TruncatedVlan);
             }
             off += VLAN_HLEN;
@@ -69,37 +87,16 @@ impl<'a> EthernetFrame<'a> {
         })
     }
 
-    /// Like [`new_checked`](Self::new_checked), but a VLAN tag cut short stays in the payload
-    /// instead of refusing the frame: the transmit path's view, since the kernel's macvlan
-    /// sends what it is given without parsing its tags. See [`truncated_vlan`](Self::truncated_vlan).
-    pub fn new_lenient(buf: &'a [u8]) -> Result<Self, FrameError> {
-        match Self::new_checked(buf) {
-            Err(FrameError::TruncatedVlan) => {
-                let mut off = ETH_HLEN;
-                while buf.len() >= off + VLAN_HLEN
-                    && matches!(
-                        u16::from_be_bytes([buf[off - 2], buf[off - 1]]),
-                        ethertype::VLAN_8021Q | ethertype::VLAN_8021AD
-                    )
-                {
-                    off += VLAN_HLEN;
-                }
-                Ok(EthernetFrame {
-                    buf,
-                    payload_off: off,
-                })
-            }
-            r => r,
-        }
-    }
-
     /// Whether the frame announces a VLAN tag it has no room for (only a
     /// [`new_lenient`](Self::new_lenient) view can).
+    #[inline]
     pub fn truncated_vlan(&self) -> bool {
-        matches!(
-            self.ethertype(),
-            ethertype::VLAN_8021Q | ethertype::VLAN_8021AD
-        )
+        // A cut tag leaves fewer than four bytes after the last whole one: test that first.
+        self.buf.len() < self.payload_off + VLAN_HLEN
+            && matches!(
+                self.ethertype(),
+                ethertype::VLAN_8021Q | ethertype::VLAN_8021AD
+            )
     }
 
     /// The whole frame.
