@@ -173,9 +173,21 @@ impl Lab {
 
     /// Makes `port` (in `ns`) the only port of a new Linux bridge `br0` with hairpin on — a
     /// switch that sends frames back out of the port they came in on, as a VEPA-capable
-    /// switch does — and gives the bridge address `cidr` (the "external host").
+    /// switch does — and gives the bridge address `cidr` (the "external host"). Multicast
+    /// snooping is off: group frames are reflected whatever IGMP the bridge has heard.
     pub fn hairpin_switch(&self, ns: &str, port: &str, cidr: &str) -> Result<(), String> {
-        must(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])?;
+        must(&[
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         must(&["ip", "-n", ns, "link", "set", port, "master", "br0"])?;
         must(&[
             "ip",
@@ -329,6 +341,16 @@ pub fn can_build_labs() -> bool {
     run(&["id", "-u"]).stdout.trim() == "0" && run(&["ip", "-V"]).ok()
 }
 
+/// The network namespaces whose names start with `prefix` (what a lab left behind).
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    run(&["ip", "netns", "list"])
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
 /// How a lab program ([`run_program`]) ended.
 pub enum ProgramEnd<T> {
     /// It could not start (not root, a tool missing, …); the message was printed. Exit 1.
@@ -383,11 +405,7 @@ pub fn run_program<T>(
         print!("Cleaning up: stopping the daemon, deleting namespaces {prefix}-* … ");
         let _ = std::io::stdout().flush();
         drop(lab);
-        let left = run(&["ip", "netns", "list"])
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with(&prefix))
-            .count();
+        let left = namespaces_with_prefix(&prefix).len();
         if left == 0 {
             println!("done.");
         } else {

@@ -418,13 +418,8 @@ fn run(lab: &mut Lab, minutes: f64, interrupted: &AtomicBool) -> Result<bool, St
             run_err = Some("interrupted".to_string());
             break;
         }
-        if let Some(rss) = rss_kib(w.pid) {
-            samples.push(Sample {
-                t: t0.elapsed().as_secs_f64(),
-                rss,
-                fds: count_dir(&format!("/proc/{}/fd", w.pid)),
-                threads: count_dir(&format!("/proc/{}/task", w.pid)),
-            });
+        if let Some(s) = sample(w.pid, t0) {
+            samples.push(s);
         } else {
             run_err = Some("the daemon is gone".into());
             break;
@@ -445,14 +440,7 @@ fn run(lab: &mut Lab, minutes: f64, interrupted: &AtomicBool) -> Result<bool, St
         let left = duration.saturating_sub(t0.elapsed());
         std::thread::sleep(SAMPLE_EVERY.min(left));
     }
-    if let Some(rss) = rss_kib(w.pid) {
-        samples.push(Sample {
-            t: t0.elapsed().as_secs_f64(),
-            rss,
-            fds: count_dir(&format!("/proc/{}/fd", w.pid)),
-            threads: count_dir(&format!("/proc/{}/task", w.pid)),
-        });
-    }
+    samples.extend(sample(w.pid, t0));
     stop_churn.store(true, Ordering::SeqCst);
     stop_send.store(true, Ordering::SeqCst);
     let sent = sent.join().map_err(|_| "the sender panicked")?;
@@ -525,20 +513,8 @@ fn build(lab: &mut Lab, interrupted: &AtomicBool) -> Result<World, String> {
     let host = lab.ns("host")?;
     let ext = lab.ns("ext")?;
     lab.veth(&host, "eth0", &ext, "eth0")?;
+    // The switch floods multicast whatever IGMP reports it saw (no snooping).
     lab.hairpin_switch(&ext, "eth0", &format!("{SUBNET}.1/24"))?;
-    // No IGMP snooping on the switch: multicast is flooded, whatever reports it saw.
-    lab::must(&[
-        "ip",
-        "-n",
-        &ext,
-        "link",
-        "set",
-        "br0",
-        "type",
-        "bridge",
-        "mcast_snooping",
-        "0",
-    ])?;
     lab::must(&[
         "ip",
         "-n",
@@ -1419,6 +1395,16 @@ struct Sample {
     rss: u64,
     fds: usize,
     threads: usize,
+}
+
+/// The daemon's RSS, fds and threads now; `None` once it is gone.
+fn sample(pid: u32, t0: Instant) -> Option<Sample> {
+    Some(Sample {
+        t: t0.elapsed().as_secs_f64(),
+        rss: rss_kib(pid)?,
+        fds: count_dir(&format!("/proc/{pid}/fd")),
+        threads: count_dir(&format!("/proc/{pid}/task")),
+    })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -87,12 +87,7 @@ fn an_interrupted_demo_still_removes_everything() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Cleaning up"), "{stdout}");
     let prefix = format!("umv-demo-{pid}-");
-    let left: Vec<String> = lab::run(&["ip", "netns", "list"])
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(String::from)
-        .collect();
+    let left = lab::namespaces_with_prefix(&prefix);
     assert!(left.is_empty(), "namespaces left: {left:?}");
     let procs = lab::run(&[
         "pgrep",

@@ -167,21 +167,8 @@ impl World {
         lab::must(&["ip", "-n", &ext, "link", "set", "eth0", "address", EXT_MAC]).unwrap();
         let cidr = format!("{EXT_IP}/24");
         let ext_if = if hairpin {
+            // Group frames are flooded (and so reflected) whatever IGMP the bridge heard.
             lab.hairpin_switch(&ext, "eth0", &cidr).unwrap();
-            // Group frames flooded (and so reflected) whatever IGMP the bridge heard.
-            lab::must(&[
-                "ip",
-                "-n",
-                &ext,
-                "link",
-                "set",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])
-            .unwrap();
             "br0"
         } else {
             lab.addr(&ext, "eth0", &cidr).unwrap();

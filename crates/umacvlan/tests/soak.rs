@@ -91,12 +91,7 @@ fn a_short_soak_passes_every_check_and_leaves_nothing_behind() {
     let prefix = format!("umv-soak-{pid}-");
     let procs = lab::run(&["pgrep", "-f", &format!("daemon --socket /tmp/{prefix}")]);
     assert!(procs.stdout.trim().is_empty(), "daemon left running");
-    let left: Vec<String> = lab::run(&["ip", "netns", "list"])
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(String::from)
-        .collect();
+    let left = lab::namespaces_with_prefix(&prefix);
     assert!(left.is_empty(), "namespaces left: {left:?}");
 }
 
