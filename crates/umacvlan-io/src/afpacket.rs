@@ -356,8 +356,10 @@ pub enum FanoutMode {
 /// traffic, each frame reaching exactly one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fanout {
-    /// The group id (unique per network namespace).
-    pub group: u16,
+    /// The group id (one namespace-wide id space shared with every other program). `None`
+    /// asks the kernel for an id no one uses (`PACKET_FANOUT_FLAG_UNIQUEID`); read it back with
+    /// [`LowerSocket::fanout_group`] and let the other members join with `Some(id)`.
+    pub group: Option<u16>,
     /// How frames are spread.
     pub mode: FanoutMode,
     /// Hand frames to another socket when the chosen one's buffer is full.
@@ -634,12 +636,15 @@ impl LowerSocket {
                 FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
                 FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
             };
-            let flags = if f.rollover {
+            let mut flags = if f.rollover {
                 libc::PACKET_FANOUT_FLAG_ROLLOVER
             } else {
                 0
             };
-            let arg = (f.group as u32) | ((mode | flags) << 16);
+            if f.group.is_none() {
+                flags |= libc::PACKET_FANOUT_FLAG_UNIQUEID;
+            }
+            let arg = (f.group.unwrap_or(0) as u32) | ((mode | flags) << 16);
             sys::setsockopt(&s.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
         }
         Ok(s)
@@ -668,6 +673,14 @@ impl LowerSocket {
         } else {
             0
         }
+    }
+
+    /// The id of the fanout group this socket is in (the one the kernel picked for a
+    /// [`Fanout`] without a group).
+    pub fn fanout_group(&self) -> io::Result<u16> {
+        let (v, _) =
+            sys::getsockopt::<libc::c_int>(&self.fd, libc::SOL_PACKET, libc::PACKET_FANOUT)?;
+        Ok(v as u32 as u16)
     }
 
     /// The device this socket is bound to.

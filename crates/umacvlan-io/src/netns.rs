@@ -17,6 +17,11 @@ use crate::sys;
 /// both are tried in case it is not).
 const NETNS_DIRS: [&str; 2] = ["/var/run/netns", "/run/netns"];
 
+/// `EINVAL`, as the kernel answers an `IFLA_NET_NS_FD` that is not a network namespace.
+fn not_a_netns(_path: &Path) -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
 /// The identity of a namespace: the nsfs device and inode, as `stat` reports them. Two handles
 /// refer to the same namespace exactly when their ids are equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,9 +71,25 @@ impl NetnsHandle {
 
     /// Opens a namespace file (an nsfs file or a bind mount of one) and checks that it is a
     /// network namespace.
+    ///
+    /// Anything else is refused without blocking and without side effects: only a regular
+    /// file (what nsfs files and their bind mounts look like) is opened at all — a FIFO would
+    /// block the opener, a device could act on being opened — and then non-blocking.
     pub fn from_path(path: impl AsRef<Path>) -> io::Result<Self> {
-        let file = File::open(path.as_ref())?;
-        Self::from_fd(file.into())
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = path.as_ref();
+        if !std::fs::metadata(path)?.file_type().is_file() {
+            return Err(not_a_netns(path));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)?;
+        Self::from_fd(file.into()).map_err(|e| match e.raw_os_error() {
+            // NS_GET_NSTYPE on an ordinary file.
+            Some(libc::ENOTTY) | Some(libc::EINVAL) => not_a_netns(path),
+            _ => e,
+        })
     }
 
     /// Wraps a namespace fd obtained elsewhere (e.g. from `TUNGETDEVNETNS`), checking that it
@@ -76,10 +97,7 @@ impl NetnsHandle {
     pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         let nstype = sys::ioctl_none(&fd, NS_GET_NSTYPE)?;
         if nstype != libc::CLONE_NEWNET {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a network namespace file",
-            ));
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(NetnsHandle { file: fd.into() })
     }

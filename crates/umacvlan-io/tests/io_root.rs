@@ -370,16 +370,35 @@ fn fanout_group_splits_without_duplicates() {
     require_root!();
     let ns = Ns::new();
     let (ia, ib) = ns.veth("va", "vb");
-    let opts = LowerOptions {
+    // Another program's group on the same device, made first, whose id we must not take.
+    let foreign = LowerOptions {
         fanout: Some(Fanout {
-            group: 0x5a5a,
+            group: Some(0x5a5a),
+            mode: FanoutMode::LoadBalance,
+            rollover: false,
+        }),
+        ..LowerOptions::default()
+    };
+    let other = LowerSocket::open_in(Some(&ns.handle), ia, &foreign).unwrap();
+    assert_eq!(other.fanout_group().unwrap(), 0x5a5a);
+    // Ours: the kernel picks an unused id for the first member; the second joins it.
+    let mut opts = LowerOptions {
+        fanout: Some(Fanout {
+            group: None,
             mode: FanoutMode::LoadBalance,
             rollover: false,
         }),
         ..LowerOptions::default()
     };
     let s1 = LowerSocket::open_in(Some(&ns.handle), ia, &opts).unwrap();
+    let id = s1.fanout_group().unwrap();
+    assert_ne!(
+        id, 0x5a5a,
+        "a unique group id never collides with another's"
+    );
+    opts.fanout.as_mut().unwrap().group = Some(id);
     let s2 = LowerSocket::open_in(Some(&ns.handle), ia, &opts).unwrap();
+    assert_eq!(s2.fanout_group().unwrap(), id);
     let peer = LowerSocket::open_in(Some(&ns.handle), ib, &LowerOptions::default()).unwrap();
     for m in 0..20 {
         peer.send(&frame(mac(9), mac(2), &[], m, 60)).unwrap();
@@ -399,10 +418,12 @@ fn fanout_group_splits_without_duplicates() {
     a.extend(b);
     a.sort();
     assert_eq!(a, (0..20).collect::<Vec<_>>());
+    // The foreign group is a group of its own: its one member got every frame.
+    assert_eq!(collect(&other, Duration::from_millis(300), 20).len(), 20);
     // A hash-mode socket cannot join the same (load-balance) group.
     let hash = LowerOptions {
         fanout: Some(Fanout {
-            group: 0x5a5a,
+            group: Some(id),
             mode: FanoutMode::Hash,
             rollover: false,
         }),

@@ -459,3 +459,88 @@ fn a_passthru_lowers_address_settles_and_comes_back_even_after_sigkill() {
     lab.cli_ok(&["link", "del", "mvpt"]).unwrap();
     assert_eq!(mac_of(&host, "eth0"), original);
 }
+
+#[test]
+fn a_netns_path_that_is_not_a_namespace_is_refused_at_once_and_changes_nothing() {
+    need_root!();
+    let (mut lab, _host, _ext) = base("h-nsp", false);
+    macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let before = show_json(&lab);
+    let dir = std::env::temp_dir().join(format!("umv-nsp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let cpath = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0);
+    let file = dir.join("file");
+    std::fs::write(&file, b"").unwrap();
+    for path in [
+        fifo.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "/dev/null",
+        dir.to_str().unwrap(),
+    ] {
+        for words in [
+            vec![
+                "link", "add", "link", "eth0", "name", "mvx", "netns", path, "type", "macvlan",
+            ],
+            vec!["link", "set", "mva", "netns", path],
+        ] {
+            let t = Instant::now();
+            let r = lab.cli(&words);
+            assert_eq!(r.code, 2, "{words:?}: {r:?}");
+            // What `ip` prints once the kernel has refused such an fd.
+            assert_eq!(
+                r.stderr.trim(),
+                "RTNETLINK answers: Invalid argument",
+                "{words:?}"
+            );
+            // A FIFO opened for reading would block until a writer came: never here.
+            assert!(t.elapsed() < Duration::from_secs(5), "{words:?} blocked");
+        }
+    }
+    let after = show_json(&lab);
+    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after[0]["linkinfo"], before[0]["linkinfo"]);
+    assert_eq!(after[0]["ifname"], "mva");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ok_is_answered_only_once_the_state_file_holds_the_change() {
+    need_root!();
+    let (mut lab, host, _ext) = base("h-durable", false);
+    lab.stop_daemon("TERM");
+    let dir = std::env::temp_dir().join(format!("{}.d", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let state_arg = state.to_str().unwrap().to_string();
+    lab.start_daemon(&host, &["--state", &state_arg]).unwrap();
+    // Every `ok` finds its macvlan in the file already: no waiting here.
+    for i in 0..10 {
+        let name = format!("mvd{i}");
+        lab.cli_ok(&[
+            "link", "add", "link", "eth0", "name", &name, "type", "macvlan", "mode", "bridge",
+        ])
+        .unwrap();
+        let saved = std::fs::read_to_string(&state).unwrap();
+        assert!(
+            saved.contains(&format!("\"{name}\"")),
+            "{name} not in {saved}"
+        );
+    }
+    lab.cli_ok(&["link", "del", "mvd3"]).unwrap();
+    assert!(!std::fs::read_to_string(&state)
+        .unwrap()
+        .contains("\"mvd3\""));
+    // When the file cannot be written, the answer says so instead of `ok`.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap(); // the rename onto it fails
+    let r = lab.cli(&[
+        "link", "add", "link", "eth0", "name", "mvdx", "type", "macvlan",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("could not be written"), "{}", r.stderr);
+    lab.stop_daemon("TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -254,12 +254,18 @@ pub fn parse(args: &[String]) -> Invocation {
 
 /// `netns_get_fd(name) >= 0`: `/var/run/netns/NAME`, or a path when `name` has a `/`.
 fn netns_file_exists(name: &str) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = if name.contains('/') {
         PathBuf::from(name)
     } else {
         Path::new("/var/run/netns").join(name)
     };
-    std::fs::File::open(path).is_ok()
+    // Non-blocking: a FIFO must not hang the command (iproute2's plain open would).
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .is_ok()
 }
 
 /// [`parse`] with the netns lookup supplied (for tests).

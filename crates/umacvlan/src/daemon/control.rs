@@ -56,18 +56,35 @@ impl Inbox {
 }
 
 /// Binds the control socket: parent directory created, a stale socket replaced, mode 0600.
+///
+/// Only a stale socket is ever removed: a path that is anything else (a file, a directory, a
+/// link, a FIFO) is refused untouched, and a socket someone still answers on is in use.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
             return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is in use: is another daemon running?", path.display()),
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: refusing to replace it",
+                    path.display()
+                ),
             ));
         }
-        std::fs::remove_file(path)?;
+        Ok(_) => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use: is another daemon running?", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     let l = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -195,6 +212,38 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_replaces_only_a_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("umv-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A regular file, a directory and a symlink are never removed.
+        let file = dir.join("file");
+        std::fs::write(&file, b"keep me").unwrap();
+        let e = bind(&file).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+        let sub = dir.join("dir");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert!(bind(&sub).is_err());
+        assert!(sub.is_dir());
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(bind(&link).is_err());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A live socket is in use; once its listener is gone it is stale and replaced.
+        let sock = dir.join("sock");
+        let live = bind(&sock).unwrap();
+        assert_eq!(bind(&sock).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        drop(live);
+        let again = bind(&sock).unwrap();
+        assert!(UnixStream::connect(&sock).is_ok());
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn decode_rejects_garbage_and_wrong_versions() {

@@ -204,7 +204,6 @@ pub struct Manager {
     ports: BTreeMap<LowerKey, PortEntry>,
     opts: ManagerOptions,
     seq: u64,
-    fanout_group: u16,
 }
 
 impl Manager {
@@ -216,7 +215,6 @@ impl Manager {
             ports: BTreeMap::new(),
             opts,
             seq: 0,
-            fanout_group: (std::process::id() as u16).wrapping_mul(31),
         })
     }
 
@@ -267,9 +265,14 @@ impl Manager {
             NetnsRef::Name(n) => NetnsHandle::from_name(n),
             NetnsRef::Pid(p) => NetnsHandle::from_pid(*p),
         }
-        .map_err(|e| OpError {
-            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
-            message: Some(format!("Invalid \"netns\" value \"{}\"", netns_text(r))),
+        .map_err(|e| match e.raw_os_error() {
+            // It exists but is no network namespace: the kernel's answer to such an
+            // `IFLA_NET_NS_FD`.
+            Some(libc::EINVAL) => errno(Errno::EINVAL),
+            code => OpError {
+                errno: code.unwrap_or(libc::EINVAL),
+                message: Some(format!("Invalid \"netns\" value \"{}\"", netns_text(r))),
+            },
         })?;
         // The daemon's own namespace is kept as `None`.
         Ok(if h.is_current().unwrap_or(false) {
@@ -415,11 +418,11 @@ impl Manager {
         ns: Option<&NetnsHandle>,
         ifindex: u32,
     ) -> io::Result<(Vec<Arc<dyn LowerIo>>, LowerSocket)> {
-        self.fanout_group = self.fanout_group.wrapping_add(1);
         let workers = self.opts.workers.max(1);
-        let opts = LowerOptions {
-            fanout: (self.opts.workers > 1).then_some(Fanout {
-                group: self.fanout_group,
+        // The first socket gets a group id no other program uses; the others join it.
+        let mut opts = LowerOptions {
+            fanout: (workers > 1).then_some(Fanout {
+                group: None,
                 mode: FanoutMode::Hash,
                 rollover: false,
             }),
@@ -436,7 +439,11 @@ impl Manager {
         let (lowers, members) = NetnsHandle::run_in_opt(ns, || -> io::Result<_> {
             let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
             for _ in 0..workers {
-                lowers.push(Arc::new(LowerSocket::open(ifindex, &opts)?));
+                let s = LowerSocket::open(ifindex, &opts)?;
+                if let Some(f) = opts.fanout.as_mut().filter(|f| f.group.is_none()) {
+                    f.group = Some(s.fanout_group()?);
+                }
+                lowers.push(Arc::new(s));
             }
             let members = LowerSocket::open(ifindex, &members_opts)?;
             Ok((lowers, members))

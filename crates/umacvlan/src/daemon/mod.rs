@@ -204,11 +204,13 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         })?;
         let ready: Vec<u64> = events.iter().map(|e| e.token).collect();
         let mut stop = false;
+        // Answers wait until the state file holding their changes is durable (below).
+        let mut answers = Vec::new();
         for t in &ready {
             match *t {
                 TOKEN_INBOX => {
                     for (req, reply) in inbox.take() {
-                        let _ = reply.send(mgr.handle(req));
+                        answers.push((reply, mgr.handle(req)));
                     }
                 }
                 TOKEN_SIGNAL => stop = true,
@@ -227,6 +229,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             }
         }
         if stop {
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
+            }
             break;
         }
         if mgr.has_ports() && last_poll.elapsed() >= MC_POLL {
@@ -271,12 +276,28 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         if let Some(p) = &args.state {
             let now = mgr.config();
             if now != saved {
+                // One write for every change made since the last one, requests and followed
+                // system changes alike.
                 if let Err(e) = state::save(p, &now) {
                     tracing::error!("cannot write state {}: {e}", p.display());
+                    for (_, answer) in answers.iter_mut() {
+                        if matches!(answer, crate::proto::Response::Ok) {
+                            *answer = crate::proto::Response::Error {
+                                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                                message: Some(format!(
+                                    "applied, but the state file {} could not be written: {e}",
+                                    p.display()
+                                )),
+                            };
+                        }
+                    }
                 } else {
                     saved = now;
                 }
             }
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
         }
     }
     tracing::info!("terminating: removing macvlans");
