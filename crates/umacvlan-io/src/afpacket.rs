@@ -683,6 +683,19 @@ impl LowerSocket {
         Ok(v as u32 as u16)
     }
 
+    /// Waits until the socket's send buffer has room (`POLLOUT`), at most `timeout`.
+    pub fn wait_writable(&self, timeout: std::time::Duration) -> io::Result<()> {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        sys::cvt(r).map(|_| ())
+    }
+
     /// The device this socket is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex

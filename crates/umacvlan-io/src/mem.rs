@@ -59,6 +59,13 @@ pub trait LowerIo: MembershipOps + Send + Sync {
         0
     }
 
+    /// Waits until a send may succeed again after `WouldBlock` (the send queue has room), at
+    /// most `timeout`. The default sleeps a little.
+    fn wait_writable(&self, timeout: Duration) -> io::Result<()> {
+        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        Ok(())
+    }
+
     /// Frames the device's receive queue dropped since the last call (the queue was full);
     /// for a packet socket, `PACKET_STATISTICS`' `tp_drops`.
     fn take_drops(&self) -> u64 {
@@ -101,6 +108,9 @@ impl LowerIo for LowerSocket {
     }
     fn take_drops(&self) -> u64 {
         self.stats().map_or(0, |s| u64::from(s.drops))
+    }
+    fn wait_writable(&self, timeout: Duration) -> io::Result<()> {
+        LowerSocket::wait_writable(self, timeout)
     }
     fn vnet_hdr_len(&self) -> usize {
         LowerSocket::vnet_hdr_len(self)

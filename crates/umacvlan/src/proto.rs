@@ -239,6 +239,9 @@ pub struct PortInfo {
     /// Frames the lower's packet sockets dropped (receive buffer full).
     #[serde(default)]
     pub socket_dropped: u64,
+    /// Data-plane workers whose epoll set failed and that were restarted with a new one.
+    #[serde(default)]
+    pub worker_restarts: u64,
 }
 
 #[cfg(test)]

@@ -557,3 +557,62 @@ fn link_set_netns_moves_the_macvlan_and_traffic_follows() {
     assert_ne!(r.code, 0);
     assert_eq!(link(&show_json(&lab), "mva")["link_netns"], b.as_str());
 }
+
+/// The daemon's CPU time (user + system) in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_tap_deleted_with_ip_is_removed_as_the_kernel_removes_its_macvlan_and_nothing_spins() {
+    need_root!();
+    let (mut lab, _host, ext) = base("d-tapdel", false);
+    let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
+    let b = macvlan(&mut lab, "mvb", &["mode", "bridge"], 12);
+    assert!(lab.ping(&ext, "10.50.0.11", 1));
+    // Traffic towards mva keeps coming while it is deleted under the daemon.
+    let mut flood = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ext,
+            "ping",
+            "-q",
+            "-i",
+            "0.002",
+            "-w",
+            "3",
+            "10.50.0.11",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    lab::must(&["ip", "-n", &a, "link", "del", "mva"]).unwrap();
+    wait_for("mva removed", || {
+        show_json(&lab)
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "mva")
+    });
+    // As a kernel macvlan deleted with `ip link del`: gone, its siblings untouched.
+    let pid = lab.daemon_pid().unwrap();
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - t0;
+    // 100 ticks = one core for the second; a spinning worker would take most of one.
+    assert!(
+        used < 30,
+        "daemon used {used} ticks in one second after the deletion"
+    );
+    let _ = flood.wait();
+    assert!(lab.ping(&b, "10.50.0.1", 2), "mvb still forwards");
+    assert!(lab.ping(&ext, "10.50.0.12", 2));
+    let log = lab.daemon_log();
+    assert!(log.contains("macvlan removed"), "{log}");
+}

@@ -264,3 +264,199 @@ fn drops_in_the_lowers_receive_queue_are_counted_and_kept() {
     assert_eq!(dp.socket_drops(), 5);
     dp.stop();
 }
+
+#[test]
+fn a_panic_while_sending_to_the_wire_leaves_no_stale_batch() {
+    // mv0 (bridge) sends one frame to the wire, then one to its sibling mv1 whose delivery
+    // trips: the wire frame was still in the batch. It is dropped with the batch and counted;
+    // it must never be sent later out of a reused arena.
+    let mut l = lab(&[Mode::Bridge, Mode::Bridge]);
+    let trips = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    l.upper_ios[1] = Arc::new(PanickyUpper(l.upper_ios[1].clone(), trips.clone()));
+    let (lower, wire) = MemLower::new().unwrap();
+    // Both queued before the worker starts: one drain reads them together.
+    l.uppers[0].inject(&frame(EXT, mac(1), 1));
+    l.uppers[0].inject(&frame(mac(2), mac(1), 0xee));
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while trips.load(std::sync::atomic::Ordering::SeqCst) < 1
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(trips.load(std::sync::atomic::Ordering::SeqCst), 1);
+    l.uppers[0].inject(&frame(EXT, mac(1), 3));
+    let sent = wire.wait_sent(1, T);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut tags: Vec<u8> = sent.iter().map(|f| f[14]).collect();
+    tags.extend(wire.take_sent().iter().map(|f| f[14]));
+    assert_eq!(tags, [3], "only the frame after the panic goes out, once");
+    let c = dp.counters(l.ids[0]);
+    assert_eq!(
+        (c.tx_packets, c.tx_dropped),
+        (1, 1),
+        "the lost batch is counted"
+    );
+    dp.stop();
+}
+
+#[test]
+fn a_full_lower_queue_holds_frames_back_instead_of_dropping_them() {
+    let l = lab(&[Mode::Vepa]);
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    wire.fail_sends(Some(libc::EAGAIN));
+    for i in 0..20 {
+        l.uppers[0].inject(&frame(EXT, mac(1), i));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(wire.take_sent().is_empty());
+    wire.fail_sends(None);
+    let sent = wire.wait_sent(20, T);
+    let tags: Vec<u8> = sent.iter().map(|f| f[14]).collect();
+    assert_eq!(tags, (0..20).collect::<Vec<u8>>(), "all of them, in order");
+    let c = dp.counters(l.ids[0]);
+    assert_eq!((c.tx_packets, c.tx_dropped), (20, 0));
+    dp.stop();
+}
+
+/// An upper deleted behind the daemon's back: its fd polls ready forever and every read fails
+/// (`EBADFD`, as a TAP whose device is gone).
+struct DeadUpper {
+    ready: umacvlan_io::epoll::EventFd,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl UpperIo for DeadUpper {
+    fn read(&self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(std::io::Error::from_raw_os_error(libc::EBADFD))
+    }
+    fn write(&self, _frame: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::from_raw_os_error(libc::EBADFD))
+    }
+    fn set_carrier(&self, _on: bool) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn readiness_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.ready.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_tap_deleted_behind_our_back_leaves_the_epoll_set_at_once() {
+    let mut l = lab(&[Mode::Bridge, Mode::Bridge]);
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ready = umacvlan_io::epoll::EventFd::new().unwrap();
+    ready.notify().unwrap(); // readable, and never drained
+    l.upper_ios[1] = Arc::new(DeadUpper {
+        ready,
+        reads: reads.clone(),
+    });
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // A republish of the same view (any change elsewhere) does not put it back.
+    dp.publish(view(&l));
+    std::thread::sleep(Duration::from_millis(200));
+    let n = reads.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n <= 2, "the worker spun on a dead TAP: {n} reads");
+    // The other macvlan is served as before.
+    wire.inject(&frame(mac(1), EXT, 7), Pkt::OtherHost);
+    assert_eq!(l.uppers[0].wait_delivered(1, T)[0][14], 7);
+    dp.stop();
+}
+
+#[test]
+fn a_worker_whose_epoll_fails_is_restarted_and_counted() {
+    let l = lab(&[Mode::Bridge]);
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    let fd = dp.worker_epoll_fds()[0];
+    let null = std::fs::File::open("/dev/null").unwrap();
+    // The worker's next epoll_wait gets EINVAL: its fd is no epoll set any more.
+    // SAFETY: both fds are open; `fd` is the worker's, replaced on purpose.
+    assert!(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } >= 0);
+    // Wakes the wait already in progress (on the old set), so the next one fails.
+    wire.inject(&frame(mac(1), EXT, 1), Pkt::OtherHost);
+    assert_eq!(l.uppers[0].wait_delivered(1, T)[0][14], 1);
+    let deadline = std::time::Instant::now() + T;
+    while dp.worker_restarts() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dp.worker_restarts(), 1);
+    // And it forwards on its new set: both ways.
+    wire.inject(&frame(mac(1), EXT, 2), Pkt::OtherHost);
+    assert_eq!(l.uppers[0].wait_delivered(1, T)[0][14], 2);
+    l.uppers[0].inject(&frame(EXT, mac(1), 3));
+    assert_eq!(wire.wait_sent(1, T)[0][14], 3);
+    dp.stop();
+}
+
+/// An upper whose delivery of frames tagged 0x55 takes a while: a worker caught mid-frame.
+struct SlowUpper(Arc<dyn UpperIo>);
+
+impl UpperIo for SlowUpper {
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+    fn write(&self, frame: &[u8]) -> std::io::Result<()> {
+        if frame.get(14) == Some(&0x55) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.0.write(frame)
+    }
+    fn set_carrier(&self, on: bool) -> std::io::Result<()> {
+        self.0.set_carrier(on)
+    }
+    fn readiness_fd(&self) -> std::os::fd::RawFd {
+        self.0.readiness_fd()
+    }
+}
+
+#[test]
+fn a_reused_device_id_never_inherits_counts() {
+    let mut l = lab(&[Mode::Bridge, Mode::Bridge]);
+    l.upper_ios[1] = Arc::new(SlowUpper(l.upper_ios[1].clone()));
+    let (lower, wire) = MemLower::new().unwrap();
+    let dp = Dataplane::start(vec![Arc::new(lower)], view(&l)).unwrap();
+    // The worker is inside mv1's delivery (holding the old view) while mv1 is removed and
+    // a new macvlan takes its id.
+    wire.inject(&frame(mac(2), EXT, 0x55), Pkt::OtherHost);
+    std::thread::sleep(Duration::from_millis(50));
+    let old = l.ids[1];
+    l.port.remove_device(old).unwrap();
+    let snap = l.port.snapshot();
+    let mut uppers = vec![None; snap.id_bound().max(old.index() + 1)];
+    uppers[l.ids[0].index()] = Some(l.upper_ios[0].clone());
+    dp.publish(View { snap, uppers });
+    dp.retire(old);
+    let new = l
+        .port
+        .add_device(
+            &NewDevice {
+                name: "mvnew".into(),
+                mac: Some(mac(9)),
+                mtu: None,
+                attrs: MacvlanAttrs {
+                    mode: Some(Mode::Bridge.bits()),
+                    ..Default::default()
+                },
+            },
+            0,
+        )
+        .unwrap();
+    assert_eq!(new, old, "the engine reuses the id");
+    l.port.open(new).unwrap();
+    let (u, _h) = MemUpper::new().unwrap();
+    let snap = l.port.snapshot();
+    let mut uppers = vec![None; snap.id_bound()];
+    uppers[l.ids[0].index()] = Some(l.upper_ios[0].clone());
+    uppers[new.index()] = Some(Arc::new(u) as Arc<dyn UpperIo>);
+    dp.publish(View { snap, uppers });
+    std::thread::sleep(Duration::from_millis(400));
+    let c = dp.counters(new);
+    assert_eq!((c.rx_packets, c.rx_bytes), (0, 0), "inherited: {c:?}");
+    dp.stop();
+}

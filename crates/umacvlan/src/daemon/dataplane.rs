@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -55,6 +55,30 @@ struct Shared {
     counters: Vec<CounterTable>,
     bcq: Mutex<BcQueue<BcItem>>,
     bc_cv: Condvar,
+    /// Per worker, then the broadcast worker: where each is, for [`Dataplane::retire`].
+    quiescence: Vec<Quiescence>,
+    /// Workers whose epoll failed and that were given a new one.
+    worker_restarts: AtomicU64,
+    /// Each worker's epoll fd (fault-injection tests replace it to make `epoll_wait` fail).
+    epoll_fds: Vec<AtomicI32>,
+}
+
+/// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
+/// `epoch` moves each time it finishes a round of work (and so drops the view it used).
+#[derive(Default)]
+struct Quiescence {
+    idle: AtomicBool,
+    epoch: AtomicU64,
+}
+
+impl Quiescence {
+    fn waiting(&self, idle: bool) {
+        self.idle.store(idle, Ordering::SeqCst);
+    }
+
+    fn round_done(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A running data plane.
@@ -65,6 +89,14 @@ pub struct Dataplane {
     lowers: Vec<Arc<dyn LowerIo>>,
     /// Frames the lower sockets dropped, summed (reading a socket's statistics resets them).
     socket_drops: std::sync::atomic::AtomicU64,
+}
+
+/// A TAP a worker reads.
+struct Registered {
+    upper: Arc<dyn UpperIo>,
+    fd: RawFd,
+    /// Its reads failed: no longer in the epoll set.
+    dead: bool,
 }
 
 const TOKEN_LOWER: u64 = 0;
@@ -92,6 +124,9 @@ impl Dataplane {
             counters: (0..=n).map(|_| CounterTable::default()).collect(),
             bcq: Mutex::new(BcQueue::default()),
             bc_cv: Condvar::new(),
+            quiescence: (0..=n).map(|_| Quiescence::default()).collect(),
+            worker_restarts: AtomicU64::new(0),
+            epoll_fds: (0..n).map(|_| AtomicI32::new(-1)).collect(),
         });
         let mut dp = Dataplane {
             shared,
@@ -168,11 +203,50 @@ impl Dataplane {
         super::counters::sum_port(&self.shared.counters)
     }
 
-    /// Zeroes a (new) device's counters.
-    pub fn reset_counters(&self, id: DevId) {
+    /// Forgets a removed device's counters so a later device given the same id starts from
+    /// zero. Call after publishing a view without it: this waits until no worker can still
+    /// hold an older view (each has finished a round of work or is waiting), so no count for
+    /// the old device can land after the reset.
+    pub fn retire(&self, id: DevId) {
+        self.wait_quiescent();
         for t in &self.shared.counters {
             t.reset(id);
         }
+    }
+
+    /// Waits (at most a second) until every worker has dropped the views it held when called.
+    fn wait_quiescent(&self) {
+        let q = &self.shared.quiescence;
+        let start: Vec<u64> = q.iter().map(|w| w.epoch.load(Ordering::SeqCst)).collect();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let done = q.iter().zip(&start).all(|(w, e)| {
+                w.idle.load(Ordering::SeqCst) || w.epoch.load(Ordering::SeqCst) != *e
+            });
+            if done || self.threads.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!("a worker held an old view for over a second");
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// How many times a worker's epoll failed and was replaced.
+    pub fn worker_restarts(&self) -> u64 {
+        self.shared.worker_restarts.load(Ordering::Relaxed)
+    }
+
+    /// Each worker's current epoll fd. For fault-injection tests only.
+    #[doc(hidden)]
+    pub fn worker_epoll_fds(&self) -> Vec<RawFd> {
+        self.shared
+            .epoll_fds
+            .iter()
+            .map(|f| f.load(Ordering::SeqCst))
+            .collect()
     }
 
     /// Stops and joins every thread.
@@ -208,8 +282,9 @@ struct Worker {
     shared: Arc<Shared>,
     epoll: Epoll,
     /// TAPs registered in this worker's epoll, kept alive until unregistered so their fd
-    /// numbers cannot be reused under us.
-    registered: HashMap<DevId, (Arc<dyn UpperIo>, RawFd)>,
+    /// numbers cannot be reused under us. A TAP whose reads fail (deleted behind our back)
+    /// stays here, out of the epoll set, until the view drops it.
+    registered: HashMap<DevId, Registered>,
     defrag: Defragmenter,
     batch: RxBatch,
     rx: RxOutcome,
@@ -230,13 +305,7 @@ impl Worker {
         lower: Arc<dyn LowerIo>,
         shared: Arc<Shared>,
     ) -> io::Result<Worker> {
-        let epoll = Epoll::new()?;
-        epoll.add(lower.readiness_fd(), TOKEN_LOWER, Interest::READABLE)?;
-        epoll.add(
-            shared.wakes[index].as_raw_fd(),
-            TOKEN_WAKE,
-            Interest::READABLE,
-        )?;
+        let epoll = Self::new_epoll(index, &*lower, &shared)?;
         let mut w = Worker {
             index,
             workers,
@@ -257,6 +326,41 @@ impl Worker {
         Ok(w)
     }
 
+    /// An epoll set watching the lower and the wake-up eventfd (TAPs are added by
+    /// [`sync_uppers`](Self::sync_uppers)).
+    fn new_epoll(index: usize, lower: &dyn LowerIo, shared: &Shared) -> io::Result<Epoll> {
+        let epoll = Epoll::new()?;
+        epoll.add(lower.readiness_fd(), TOKEN_LOWER, Interest::READABLE)?;
+        epoll.add(
+            shared.wakes[index].as_raw_fd(),
+            TOKEN_WAKE,
+            Interest::READABLE,
+        )?;
+        shared.epoll_fds[index].store(epoll.as_raw_fd(), Ordering::SeqCst);
+        Ok(epoll)
+    }
+
+    /// Replaces a failed epoll set with a new one holding the same fds, retrying until it can
+    /// (or the data plane stops). Counted in [`Dataplane::worker_restarts`].
+    fn restart_epoll(&mut self) {
+        self.shared.worker_restarts.fetch_add(1, Ordering::Relaxed);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            match Self::new_epoll(self.index, &*self.lower, &self.shared) {
+                Ok(e) => {
+                    self.epoll = e;
+                    self.registered.clear();
+                    self.sync_uppers();
+                    tracing::warn!(worker = self.index, "worker restarted with a new epoll set");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(worker = self.index, "cannot make a new epoll set: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
     /// Registers the TAPs this worker owns in the current view and drops the others.
     fn sync_uppers(&mut self) {
         let view = self.shared.view.load();
@@ -271,12 +375,14 @@ impl Worker {
         let stale: Vec<DevId> = self
             .registered
             .iter()
-            .filter(|(id, (u, _))| want.get(id).is_none_or(|w| !Arc::ptr_eq(w, u)))
+            .filter(|(id, r)| want.get(id).is_none_or(|w| !Arc::ptr_eq(w, &r.upper)))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            if let Some((_, fd)) = self.registered.remove(&id) {
-                let _ = self.epoll.delete(fd);
+            if let Some(r) = self.registered.remove(&id) {
+                if !r.dead {
+                    let _ = self.epoll.delete(r.fd);
+                }
             }
         }
         for (id, u) in want {
@@ -289,24 +395,37 @@ impl Worker {
                 .add(fd, TOKEN_UPPER + id.0 as u64, Interest::READABLE)
                 .is_ok()
             {
-                self.registered.insert(id, (u, fd));
+                self.registered.insert(
+                    id,
+                    Registered {
+                        upper: u,
+                        fd,
+                        dead: false,
+                    },
+                );
             }
         }
     }
 
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            match self.epoll.wait(&mut events, None) {
+        let shared = self.shared.clone();
+        let q = &shared.quiescence[self.index];
+        while !shared.stop.load(Ordering::Relaxed) {
+            q.waiting(true);
+            let waited = self.epoll.wait(&mut events, None);
+            q.waiting(false);
+            match waited {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // Never silently gone: a new epoll set, counted, and on we go.
                     tracing::error!(worker = self.index, "epoll failed: {e}");
-                    return;
+                    self.restart_epoll();
+                    continue;
                 }
             }
-            let ready: Vec<u64> = events.iter().map(|e| e.token).collect();
-            for token in ready {
+            for token in events.iter().map(|e| e.token) {
                 // A frame that trips a bug costs its batch, not the worker: the engine is
                 // pure, its snapshot immutable and counters atomic, so nothing is left half
                 // changed. (The panic hook has logged the panic itself.)
@@ -320,12 +439,22 @@ impl Worker {
                         t => self.drain_upper(DevId((t - TOKEN_UPPER) as u32)),
                     }));
                 if handled.is_err() {
+                    // Frames of the batch not yet sent to the wire go with it (counted as
+                    // dropped), or a later flush would send them from a reused arena.
+                    if let Some(id) = token.checked_sub(TOKEN_UPPER) {
+                        let c = &self.shared.counters[self.index];
+                        for (_, _, bytes) in self.wire.drain(..) {
+                            c.tx(DevId(id as u32), bytes, false);
+                        }
+                    }
+                    self.wire.clear();
                     tracing::error!(
                         worker = self.index,
                         "a panic while forwarding: batch dropped, worker goes on"
                     );
                 }
             }
+            q.round_done();
         }
     }
 
@@ -385,10 +514,9 @@ impl Worker {
     /// sends the frames bound for the wire in batches (`sendmmsg`): frames are read into an
     /// arena and go out together when it fills or the budget is spent.
     fn drain_upper(&mut self, id: DevId) {
-        let Some((upper, _)) = self.registered.get(&id) else {
+        let Some(upper) = self.registered.get(&id).map(|r| r.upper.clone()) else {
             return;
         };
-        let upper = upper.clone();
         let hdr = self.shared.hdr;
         let mut used = 0;
         for _ in 0..TAP_BUDGET {
@@ -399,7 +527,14 @@ impl Worker {
             let len = match upper.read(&mut self.arena[used..used + MAX_PACKET]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // Deleted behind our back (EBADFD) or broken: its fd would poll ready
+                    // forever, so it leaves the epoll set now; the manager removes the macvlan
+                    // when the link's deletion is reported.
+                    self.unregister_dead(id, &e);
+                    break;
+                }
             };
             if len < hdr {
                 continue;
@@ -429,10 +564,29 @@ impl Worker {
         self.flush_wire(id);
     }
 
+    /// Takes a TAP whose reads fail out of the epoll set (it stays registered, so a republish
+    /// of the same view does not add it back).
+    fn unregister_dead(&mut self, id: DevId, e: &io::Error) {
+        if let Some(r) = self.registered.get_mut(&id).filter(|r| !r.dead) {
+            r.dead = true;
+            let _ = self.epoll.delete(r.fd);
+            tracing::warn!(
+                worker = self.index,
+                dev = id.0,
+                "TAP read failed ({e}): no longer read"
+            );
+        }
+    }
+
     /// Sends the frames collected in the arena and counts each one's transmit.
+    ///
+    /// A full send queue (`WouldBlock`) is back-pressure, not loss: the worker waits for room
+    /// (reading no more TAP frames meanwhile) up to [`BACKPRESSURE_LIMIT`] per flush; only a
+    /// lower that stays full that long, or any other error, costs the frame (`tx_dropped`).
     fn flush_wire(&mut self, id: DevId) {
         let c = &self.shared.counters[self.index];
         let mut start = 0;
+        let mut waited = std::time::Duration::ZERO;
         // At most TAP_BUDGET frames per drain: the batch fits on the stack.
         let mut slices: [&[u8]; TAP_BUDGET] = [&[]; TAP_BUDGET];
         while start < self.wire.len() {
@@ -440,19 +594,33 @@ impl Worker {
             for (slot, (o, l, _)) in slices.iter_mut().zip(&self.wire[start..]) {
                 *slot = &self.arena[*o..*o + *l];
             }
-            // A failure stops the batch: that frame is dropped, the rest are tried again.
-            let sent = self.lower.send_batch(&slices[..n]).unwrap_or(0);
-            for (_, _, bytes) in &self.wire[start..start + sent] {
-                c.tx(id, *bytes, true);
+            match self.lower.send_batch(&slices[..n]) {
+                Ok(sent) if sent > 0 => {
+                    for (_, _, bytes) in &self.wire[start..start + sent] {
+                        c.tx(id, *bytes, true);
+                    }
+                    start += sent;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && waited < BACKPRESSURE_LIMIT => {
+                    let t = Instant::now();
+                    let _ = self.lower.wait_writable(BACKPRESSURE_STEP);
+                    waited += t.elapsed().max(std::time::Duration::from_micros(1));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    c.tx(id, self.wire[start].2, false);
+                    start += 1;
+                }
             }
-            if start + sent < self.wire.len() {
-                c.tx(id, self.wire[start + sent].2, false);
-            }
-            start += sent + 1;
         }
         self.wire.clear();
     }
 }
+
+/// Longest a worker waits for room on the lower in one flush before it drops frames.
+const BACKPRESSURE_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// One wait for room on the lower.
+const BACKPRESSURE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Writes one delivery (unless refused) and counts it. `packet` is the vnet header (if any)
 /// and the frame.
@@ -488,11 +656,14 @@ fn receive(shared: &Shared, worker: usize, view: &View, packet: &[u8], rx: &mut 
 fn bc_worker(shared: Arc<Shared>, index: usize) {
     let mut out = Vec::new();
     loop {
+        let quiescence = &shared.quiescence[index];
         let items = {
             let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+            quiescence.waiting(true);
             while q.is_empty() && !shared.stop.load(Ordering::SeqCst) {
                 q = shared.bc_cv.wait(q).unwrap_or_else(|e| e.into_inner());
             }
+            quiescence.waiting(false);
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
@@ -513,5 +684,7 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
         if flooded.is_err() {
             tracing::error!("a panic while flooding: batch dropped, broadcast worker goes on");
         }
+        drop(view);
+        quiescence.round_done();
     }
 }

@@ -373,7 +373,6 @@ impl Manager {
             self.ports.insert(lower_key, pe);
         }
         let pe = self.ports.get_mut(&lower_key).expect("present");
-        pe.dp.reset_counters(id);
         pe.devs.insert(id, entry);
         pe.port = port;
         self.commit(lower_key);
@@ -605,6 +604,11 @@ impl Manager {
             }
         } else {
             self.commit(lower);
+            // Its id may be given to the next macvlan: its counts go once no worker can still
+            // be counting for it.
+            if let Some(pe) = self.ports.get(&lower) {
+                pe.dp.retire(id);
+            }
         }
     }
 
@@ -650,6 +654,7 @@ impl Manager {
                     malformed: c.malformed,
                     defrag_dropped: c.defrag_dropped,
                     socket_dropped: pe.dp.socket_drops(),
+                    worker_restarts: pe.dp.worker_restarts(),
                 }
             })
             .collect();

@@ -125,6 +125,11 @@ struct DropLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabels {
+    lower: String,
+}
+
 /// Renders the Prometheus text exposition of the current counters.
 pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
     let mut reg = Registry::default();
@@ -215,6 +220,19 @@ pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
                 })
                 .inc_by(v);
         }
+    }
+    let restarts = Family::<PortLabels, Counter>::default();
+    reg.register(
+        "umacvlan_worker_restarts",
+        "Data-plane workers restarted after their epoll set failed",
+        restarts.clone(),
+    );
+    for p in ports {
+        restarts
+            .get_or_create(&PortLabels {
+                lower: p.lower.clone(),
+            })
+            .inc_by(p.worker_restarts);
     }
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
@@ -309,6 +327,7 @@ mod tests {
             &[PortInfo {
                 lower: "eth0".into(),
                 malformed: 2,
+                worker_restarts: 1,
                 ..Default::default()
             }],
         );
@@ -326,6 +345,10 @@ mod tests {
         );
         assert!(
             m.contains(r#"umacvlan_port_drops_total{lower="eth0",reason="malformed"} 2"#),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"umacvlan_worker_restarts_total{lower="eth0"} 1"#),
             "{m}"
         );
     }
