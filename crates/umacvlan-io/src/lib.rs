@@ -7,8 +7,8 @@
 //! - [`netns`]: [`NetnsHandle`], an owned network-namespace fd, and [`NetnsHandle::run_in`].
 //! - [`netlink`]: a small synchronous rtnetlink client ([`RtNetlink`]) and [`LinkMonitor`].
 //! - [`epoll`]: [`Epoll`] and [`EventFd`] for the workers' event loops.
-//! - [`mem`]: the [`LowerIo`]/[`UpperIo`] traits and in-memory implementations for root-less
-//!   tests of daemon logic.
+//! - [`device`]: the [`LowerIo`]/[`UpperIo`] traits the data plane is written against.
+//! - [`mem`]: in-memory implementations of them for root-less tests of daemon logic.
 //!
 //! This is the only crate of the project allowed to use `unsafe`; every block is tiny, sits
 //! behind a safe function and says why it is sound. Most of it lives in the private `sys`
@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod afpacket;
+pub mod device;
 pub mod epoll;
 pub mod mem;
 pub mod netlink;
@@ -29,8 +30,9 @@ pub use afpacket::{
     MembershipSet, PacketStats, PacketType, ReconcileError, RxBatch, RxFrame, VlanTag,
     DEFAULT_FRAME_CAPACITY, MAX_BATCH,
 };
+pub use device::{LowerIo, UpperIo};
 pub use epoll::{Epoll, Event, EventFd, Events, Interest};
-pub use mem::{LowerIo, MemLower, MemLowerHandle, MemUpper, MemUpperHandle, UpperIo};
+pub use mem::{MemLower, MemLowerHandle, MemUpper, MemUpperHandle};
 pub use netlink::{
     iff, multicast_addresses, parse_dev_mcast, DevMcastEntry, LinkChange, LinkEvent, LinkMonitor,
     LinkState, NetlinkError, NlResult, OperState, RtNetlink,

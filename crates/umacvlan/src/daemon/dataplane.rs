@@ -25,8 +25,8 @@ use umacvlan_core::engine::{
     TxOutcome,
 };
 use umacvlan_io::afpacket::RxBatch;
+use umacvlan_io::device::{LowerIo, UpperIo};
 use umacvlan_io::epoll::{Epoll, EventFd, Events, Interest};
-use umacvlan_io::mem::{LowerIo, UpperIo};
 
 /// What the workers see: the engine snapshot and the TAP of each device (by [`DevId`]).
 #[derive(Clone, Default)]

@@ -20,7 +20,7 @@ use umacvlan_core::wire::MacAddr;
 use umacvlan_io::afpacket::{
     Fanout, FanoutMode, LowerOptions, LowerSocket, Membership, MembershipSet,
 };
-use umacvlan_io::mem::{LowerIo, UpperIo};
+use umacvlan_io::device::{LowerIo, UpperIo};
 use umacvlan_io::netlink::{iff, LinkChange, LinkEvent, LinkState, OperState, RtNetlink};
 use umacvlan_io::netns::{NetnsHandle, NetnsId};
 use umacvlan_io::tap::{Tap, TapOptions};
