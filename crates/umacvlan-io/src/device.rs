@@ -46,7 +46,7 @@ pub trait LowerIo: MembershipOps + Send + Sync {
     /// An fd that polls readable while frames may be queued.
     fn readiness_fd(&self) -> RawFd;
 
-    /// Bytes of `virtio_net_hdr` before each frame received ([`RxFrame::packet`]) and sent.
+    /// Bytes of `virtio_net_hdr` before each frame received ([`crate::RxFrame::packet`]) and sent.
     fn vnet_hdr_len(&self) -> usize {
         0
     }
