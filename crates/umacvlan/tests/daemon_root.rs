@@ -616,3 +616,57 @@ fn a_tap_deleted_with_ip_is_removed_as_the_kernel_removes_its_macvlan_and_nothin
     let log = lab.daemon_log();
     assert!(log.contains("macvlan removed"), "{log}");
 }
+
+#[test]
+fn link_set_failing_midway_puts_everything_back() {
+    need_root!();
+    let (mut lab, host, _ext) = base("d-undo", false);
+    // A lower whose MTU allows more than a TAP can take (65521): the engine accepts MTU
+    // 65530, the TAP refuses it — after the lower's address has changed and the TAP moved.
+    let a = macvlan(&mut lab, "mvpt", &["mode", "passthru"], 11);
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "mtu", "65535"]).unwrap();
+    let other = lab.ns("other").unwrap();
+    let lower_mac = |_: &Lab| {
+        let out = lab::must(&["ip", "-n", &host, "-j", "link", "show", "eth0"]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["address"].as_str().unwrap().to_string()
+    };
+    let before_mac = lower_mac(&lab);
+    let before = show_json(&lab);
+    let r = lab.cli(&[
+        "link",
+        "set",
+        "mvpt",
+        "address",
+        "02:11:22:33:44:55",
+        "netns",
+        &other,
+        "mtu",
+        "65530",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    // Nothing changed: the lower's address, where the TAP lives, its address and MTU.
+    assert_eq!(lower_mac(&lab), before_mac);
+    assert!(
+        lab.exec(&a, &["ip", "link", "show", "mvpt"]).ok(),
+        "mvpt left {a}: {}",
+        lab.daemon_log()
+    );
+    assert!(!lab.exec(&other, &["ip", "link", "show", "mvpt"]).ok());
+    let after = show_json(&lab);
+    assert_eq!(
+        link(&after, "mvpt")["address"],
+        link(&before, "mvpt")["address"]
+    );
+    assert_eq!(link(&after, "mvpt")["mtu"], link(&before, "mvpt")["mtu"]);
+    assert_eq!(
+        link(&after, "mvpt")["linkinfo"],
+        link(&before, "mvpt")["linkinfo"]
+    );
+    let out = lab::must(&["ip", "-n", &a, "-j", "link", "show", "mvpt"]).unwrap();
+    let tap: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tap[0]["address"].as_str().unwrap(), before_mac);
+    assert_eq!(tap[0]["mtu"], link(&before, "mvpt")["mtu"]);
+    // It never left: its address in its namespace is there, and it still forwards.
+    assert!(lab.ping(&a, "10.50.0.1", 2));
+}

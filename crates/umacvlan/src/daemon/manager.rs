@@ -45,6 +45,16 @@ struct DevEntry {
     seq: u64,
 }
 
+/// A system step of `link set` already taken, with what undoes it.
+enum LinkSetStep {
+    /// The passthru lower's address was changed from this one.
+    LowerMac(MacAddr),
+    /// The TAP moved out of this namespace (and its name for the state file).
+    Moved(Option<NetnsHandle>, Option<NetnsRef>),
+    /// The TAP's address, MTU and state were (perhaps partly) set.
+    TapSynced,
+}
+
 /// A lower device: its namespace (`None`: the daemon's) and its ifindex there. A lower moved
 /// to another namespace keeps its port, under a new key.
 type LowerKey = (Option<NetnsId>, u32);
@@ -514,48 +524,159 @@ impl Manager {
         if let Some(up) = s.up {
             port.set_up(id, up)?;
         }
-        // The engine accepts; now the system.
+        // The engine accepts; now the system, each step undone if a later one fails.
+        match self.apply_link_set(lower, id, s, new_ns, lower_mac, &before, &mut port) {
+            Ok(()) => {
+                let pe = self.ports.get_mut(&lower).expect("found");
+                pe.port = port;
+                self.commit(lower);
+                Ok(())
+            }
+            Err((e, done)) => {
+                self.undo_link_set(lower, id, &before, done);
+                Err(e)
+            }
+        }
+    }
+
+    /// The system side of `link set`: the passthru lower's address, the TAP's address, MTU
+    /// and state, then its namespace — last, because a move cannot be undone without loss
+    /// (the TAP's addresses in its namespace go with it), so every step that can fail on the
+    /// device comes first. On failure, returns the error and the steps already done, for
+    /// [`undo_link_set`](Self::undo_link_set).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_link_set(
+        &mut self,
+        lower: LowerKey,
+        id: DevId,
+        s: &LinkSet,
+        new_ns: Option<Option<NetnsHandle>>,
+        lower_mac: Option<MacAddr>,
+        before: &Device,
+        port: &mut Port,
+    ) -> Result<(), (OpError, Vec<LinkSetStep>)> {
+        let mut done = Vec::new();
         if let Some(m) = lower_mac {
-            self.lower_rtnl(lower).set_link(
+            let old = port.lower().mac;
+            if let Err(e) = self.lower_rtnl(lower).set_link(
                 lower.1,
                 &LinkChange {
                     mac: Some(m),
                     ..Default::default()
                 },
-            )?;
+            ) {
+                return Err((e.into(), done));
+            }
+            done.push(LinkSetStep::LowerMac(old));
             port.lower_mac_changed(m, LowerMacCause::Passthru);
         }
         let pe = self.ports.get_mut(&lower).expect("found");
         let entry = pe.devs.get_mut(&id).expect("has a TAP");
-        if let Some(ns) = new_ns {
-            let same = match (&entry.netns, &ns) {
-                (None, None) => true,
-                (Some(a), Some(b)) => a.same_as(b).unwrap_or(false),
-                _ => false,
+        let after = port.device(id).cloned().expect("found");
+        done.push(LinkSetStep::TapSynced);
+        if let Err(e) = sync_tap(&entry.tap, Some(before), &after) {
+            return Err((e.into(), done));
+        }
+        let Some(ns) = new_ns else {
+            return Ok(());
+        };
+        let same = match (&entry.netns, &ns) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_as(b).unwrap_or(false),
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
+        let moved = (|| -> OpResult {
+            let target = match &ns {
+                Some(h) => h.try_clone()?,
+                None => NetnsHandle::current()?,
             };
-            if !same {
-                let target = match &ns {
-                    Some(h) => h.try_clone()?,
-                    None => NetnsHandle::current()?,
-                };
-                let mut rtnl = RtNetlink::open_in(entry.netns.as_ref())?;
-                rtnl.set_link(
-                    entry.ifindex,
-                    &LinkChange {
-                        netns: Some(&target),
-                        ..Default::default()
-                    },
-                )?;
-                entry.netns = ns;
-                entry.netns_ref = s.netns.clone().filter(|_| entry.netns.is_some());
-                entry.ifindex = entry.tap.ifindex()?;
+            RtNetlink::open_in(entry.netns.as_ref())?.set_link(
+                entry.ifindex,
+                &LinkChange {
+                    netns: Some(&target),
+                    ..Default::default()
+                },
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = moved {
+            return Err((e, done));
+        }
+        let from = std::mem::replace(&mut entry.netns, ns);
+        let from_ref = std::mem::replace(
+            &mut entry.netns_ref,
+            s.netns.clone().filter(|_| entry.netns.is_some()),
+        );
+        done.push(LinkSetStep::Moved(from, from_ref));
+        // A move takes the device down: up again, as it was asked to be.
+        let settled = (|| -> io::Result<()> {
+            entry.ifindex = entry.tap.ifindex()?;
+            if after.up {
+                entry.tap.set_up(true)?;
+            }
+            Ok(())
+        })();
+        settled.map_err(|e| (e.into(), done))
+    }
+
+    /// Puts back what [`apply_link_set`](Self::apply_link_set) did, last step first, so a
+    /// failed `link set` changes nothing.
+    fn undo_link_set(
+        &mut self,
+        lower: LowerKey,
+        id: DevId,
+        before: &Device,
+        steps: Vec<LinkSetStep>,
+    ) {
+        for step in steps.into_iter().rev() {
+            let r: OpResult = match step {
+                LinkSetStep::TapSynced => {
+                    let Some(e) = self.ports.get(&lower).and_then(|p| p.devs.get(&id)) else {
+                        continue;
+                    };
+                    sync_tap(&e.tap, None, before).map_err(OpError::from)
+                }
+                LinkSetStep::Moved(from, from_ref) => {
+                    let Some(e) = self.ports.get_mut(&lower).and_then(|p| p.devs.get_mut(&id))
+                    else {
+                        continue;
+                    };
+                    (|| -> OpResult {
+                        let target = match &from {
+                            Some(h) => h.try_clone()?,
+                            None => NetnsHandle::current()?,
+                        };
+                        RtNetlink::open_in(e.netns.as_ref())?.set_link(
+                            e.ifindex,
+                            &LinkChange {
+                                netns: Some(&target),
+                                ..Default::default()
+                            },
+                        )?;
+                        e.netns = from;
+                        e.netns_ref = from_ref;
+                        e.ifindex = e.tap.ifindex()?;
+                        Ok(())
+                    })()
+                }
+                LinkSetStep::LowerMac(old) => self
+                    .lower_rtnl(lower)
+                    .set_link(
+                        lower.1,
+                        &LinkChange {
+                            mac: Some(old),
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(OpError::from),
+            };
+            if let Err(e) = r {
+                tracing::error!(name = %before.name, "could not undo a failed link set: errno {}", e.errno);
             }
         }
-        let after = port.device(id).cloned().expect("found");
-        sync_tap(&entry.tap, Some(&before), &after)?;
-        pe.port = port;
-        self.commit(lower);
-        Ok(())
     }
 
     fn name_exists_elsewhere(
@@ -890,7 +1011,18 @@ impl Manager {
         let Some(e) = self.ports.get_mut(&lower).and_then(|p| p.devs.get_mut(&id)) else {
             return;
         };
-        // Moved by the user (`ip link set NAME netns X`), or deleted (`ip link del NAME`)?
+        // Moved by the user (`ip link set NAME netns X`), or deleted (`ip link del NAME`)? Or
+        // neither: it left and came back (an undone `link set … netns`), so the event is old.
+        if let (Ok(ns), Ok(ifindex)) = (e.tap.netns(), e.tap.ifindex()) {
+            let here = match &e.netns {
+                Some(o) => o.same_as(&ns).unwrap_or(false),
+                None => ns.is_current().unwrap_or(false),
+            };
+            if here {
+                e.ifindex = ifindex;
+                return;
+            }
+        }
         match e.tap.netns() {
             Ok(ns)
                 if e.netns
