@@ -14,6 +14,9 @@ use umacvlan_core::wire::MacAddr;
 use crate::netns::NetnsHandle;
 use crate::sys::{self, IfReq, IfreqIoctl, Pod};
 
+/// The largest MTU a TAP takes: the kernel's `MAX_MTU` (65535) less the Ethernet header.
+pub const MAX_MTU: u32 = 65535 - 14;
+
 /// Options for [`Tap::create`] beyond the name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TapOptions {

@@ -360,7 +360,11 @@ impl Manager {
         let req = NewDevice {
             name: name.clone(),
             mac: a.address,
-            mtu: a.mtu,
+            // A macvlan takes its lower's MTU, unless that is more than a TAP can take (a
+            // veth at 65535, say): then the TAP's most (a listed deviation).
+            mtu: a
+                .mtu
+                .or((lower.mtu > umacvlan_io::tap::MAX_MTU).then_some(umacvlan_io::tap::MAX_MTU)),
             attrs: a.macvlan.clone(),
         };
         let id = port.add_device(&req, random_u64())?;
