@@ -19,6 +19,9 @@ use umacvlan_core::wire::MacAddr;
 use crate::netns::NetnsHandle;
 use crate::sys::{self, Pod};
 
+mod addr;
+pub use addr::{IfAddr, Route, SCOPE_LINK, SCOPE_UNIVERSE, TABLE_MAIN};
+
 // --- uapi constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h) ---
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_CAP_ACK: libc::c_int = 10;
