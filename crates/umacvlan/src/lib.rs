@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cni;
 pub mod daemon;
 pub mod demo;
 pub mod lab;

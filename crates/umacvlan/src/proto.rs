@@ -82,6 +82,25 @@ pub struct LinkAdd {
     pub up: bool,
     /// The `type macvlan …` attributes.
     pub macvlan: MacvlanAttrs,
+    /// The CNI attachment this macvlan was made for (set by the CNI plugin, kept in the state
+    /// file, shown by `link show`; GC finds stale attachments by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<Box<CniAttachment>>,
+}
+
+/// Which CNI attachment a macvlan belongs to: the network configuration's `name`, the
+/// container id and the interface name inside the container (`CNI_IFNAME`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(default)]
+pub struct CniAttachment {
+    /// The network configuration's `name`.
+    pub network: String,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_IFNAME`: the macvlan's name inside the container.
+    pub ifname: String,
+    /// `CNI_NETNS` as given on ADD.
+    pub netns: String,
 }
 
 /// `link set [dev] NAME [up|down] [address MAC] [mtu N] [netns NS] [type macvlan …]`.
@@ -189,6 +208,9 @@ pub struct LinkInfo {
     pub macaddr_data: Vec<MacAddr>,
     /// Counters.
     pub stats: Stats64,
+    /// The CNI attachment the macvlan was made for, if the CNI plugin made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<Box<CniAttachment>>,
 }
 
 /// The kernel's `rtnl_link_stats64` fields that a macvlan fills (others are zero).

@@ -683,6 +683,7 @@ fn base_info(name: &str, mac: &str, mode: Mode) -> LinkInfo {
         macaddr_count: 0,
         macaddr_data: vec![],
         stats: Stats64::default(),
+        cni: None,
     }
 }
 

@@ -744,6 +744,7 @@ fn modify(cmd: Cmd, words: &[String], netns_exists: &dyn Fn(&str) -> bool) -> Pa
                 netns,
                 up: up == Some(true),
                 macvlan: macvlan.unwrap_or_default(),
+                cni: None,
             })
         }
         Cmd::Set => Action::Set(LinkSet {

@@ -544,6 +544,15 @@ fn link_json(w: &mut JsonWriter, l: &LinkInfo, o: &GlobalOpts) {
     if o.stats > 0 {
         stats_json(w, &Full64::from(&l.stats), o);
     }
+    if let Some(c) = &l.cni {
+        // Not an iproute2 key: which CNI attachment made this macvlan.
+        w.start_object(Some("cni"));
+        w.string(Some("network"), &c.network);
+        w.string(Some("container_id"), &c.container_id);
+        w.string(Some("ifname"), &c.ifname);
+        w.string(Some("netns"), &c.netns);
+        w.end_object();
+    }
     w.end_object();
 }
 

@@ -86,6 +86,7 @@ fn link_add_forms() {
             netns: Some(NetnsRef::Name("ns1".into())),
             up: true,
             macvlan: MacvlanAttrs { mode: Some(Mode::Bridge.bits()), ..Default::default() },
+            cni: None,
         })
     );
     assert_eq!(
@@ -527,6 +528,7 @@ fn info(name: &str, idx: u32, mode: Mode) -> LinkInfo {
         macaddr_count: 0,
         macaddr_data: vec![],
         stats: Stats64::default(),
+        cni: None,
     }
 }
 

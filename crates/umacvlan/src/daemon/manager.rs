@@ -43,6 +43,8 @@ struct DevEntry {
     ifindex: u32,
     /// Creation order across all ports.
     seq: u64,
+    /// The CNI attachment it was made for.
+    cni: Option<Box<crate::proto::CniAttachment>>,
 }
 
 /// A system step of `link set` already taken, with what undoes it.
@@ -381,6 +383,7 @@ impl Manager {
             netns_ref: a.netns.clone(),
             ifindex,
             seq: self.seq,
+            cni: a.cni.clone(),
         };
         if !self.ports.contains_key(&lower_key) {
             let pe = self.start_port(lower_key.1, port.clone())?;
@@ -1207,6 +1210,7 @@ impl Manager {
                                 .then_some(pe.port.bc_cutoff()),
                             macaddr_count: None,
                         },
+                        cni: e.cni.clone(),
                     },
                 ));
             }
@@ -1383,5 +1387,6 @@ fn link_info(
             tx_errors: 0,
             tx_dropped: c.tx_dropped,
         },
+        cni: e.cni.clone(),
     }
 }
