@@ -62,6 +62,10 @@ pub enum Request {
     },
     /// Port-wide state and drop counters of every lower: answered with [`Response::Ports`].
     PortShow,
+    /// Re-read the configuration file and apply the difference (`umacvlan reload`); answered
+    /// with [`Response::Ok`] or, for a refused file, an error whose message is
+    /// `FILE:LINE: reason`.
+    Reload,
 }
 
 /// `link add [link] LOWER name NAME [address MAC] [mtu N] [netns NS] type macvlan …`.

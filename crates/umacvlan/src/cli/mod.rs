@@ -13,6 +13,7 @@ pub mod json;
 pub mod macvlan;
 pub mod parse;
 pub mod print;
+pub mod reload;
 
 pub use parse::{parse, Action, Exit, GlobalOpts, Invocation, ShowFilter};
 
@@ -29,6 +30,18 @@ pub struct Fail(pub i32);
 
 /// Entry point: `args` is argv without argv\[0\]; returns the exit status.
 pub fn main_entry(args: Vec<String>) -> i32 {
+    // `umacvlan [--socket PATH] reload [--socket PATH]`.
+    let (socket, rest) = match args.as_slice() {
+        [o, p, rest @ ..] if o == "--socket" || o == "-socket" => (Some(p), rest),
+        _ => (None, args.as_slice()),
+    };
+    if rest.first().map(String::as_str) == Some("reload") {
+        let mut a = rest[1..].to_vec();
+        if let Some(p) = socket {
+            a.extend(["--socket".to_string(), p.clone()]);
+        }
+        return reload::main(&a);
+    }
     match parse(&args) {
         Invocation::Daemon(rest) => daemon_main(rest),
         Invocation::Demo(rest) => demo_main(rest),

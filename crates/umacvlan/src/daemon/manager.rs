@@ -244,6 +244,8 @@ impl Manager {
             Request::LinkAdd(a) => self.link_add(&a),
             Request::LinkSet(s) => self.link_set(&s),
             Request::LinkDel { name } => self.link_del(&name),
+            // The daemon's loop answers it (it owns the configuration file).
+            Request::Reload => Err(errno(Errno::EOPNOTSUPP)),
         };
         match r {
             Ok(()) => Response::Ok,

@@ -4,11 +4,13 @@
 //! observed link changes one at a time; one thread per client connection; per port, the data
 //! plane's workers and broadcast worker ([`dataplane`]).
 
+pub mod config;
 pub mod control;
 pub mod counters;
 pub mod dataplane;
 pub mod guardian;
 pub mod manager;
+pub mod notify;
 pub mod privileges;
 pub mod state;
 pub mod stats;
@@ -55,6 +57,10 @@ pub struct DaemonArgs {
     /// Internal: run as the guardian of a daemon (see `daemon::guardian`).
     #[arg(long, hide = true)]
     pub guardian: bool,
+    /// Declarative configuration (TOML, see `daemon::config`): applied at start and on
+    /// reload (SIGHUP, `umacvlan reload`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -101,12 +107,27 @@ pub fn main(args: Vec<String>) -> i32 {
 
 const TOKEN_INBOX: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
-const TOKEN_MONITOR: u64 = 2;
+const TOKEN_RELOAD: u64 = 3;
+// Monitors take TOKEN_MONITOR + i: keep it last.
+const TOKEN_MONITOR: u64 = 4;
 /// How often multicast lists are re-read (the kernel sends no event for them).
 const MC_POLL: Duration = Duration::from_millis(500);
 
 /// Runs the daemon until a termination signal.
 pub fn run(args: &DaemonArgs) -> io::Result<()> {
+    let mut notifier = notify::Notifier::from_env();
+    // A configuration file that does not parse stops the start, before anything is made.
+    let mut config_file = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: cannot read: {e}", p.display()))
+            })?;
+            config::parse(p, &text)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            Some(config::ConfigFile::new(p.clone()))
+        }
+        None => None,
+    };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -141,17 +162,21 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
 
     let (sig_rx, sig_tx) = UnixStream::pair()?;
     sig_rx.set_nonblocking(true)?;
-    for s in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
+    for s in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(s, sig_tx.try_clone()?)?;
     }
+    // SIGHUP reloads the configuration file (systemd's convention).
+    let (hup_rx, hup_tx) = UnixStream::pair()?;
+    hup_rx.set_nonblocking(true)?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, hup_tx)?;
 
     if let Some(p) = &args.state {
         restore(&mut mgr, p);
         mgr.sync_guardian();
+    }
+    if let Some(c) = config_file.as_mut() {
+        // Before READY=1: systemd hears about it in the READY status below.
+        reload(&mut mgr, c, None);
     }
     {
         let inbox = inbox.clone();
@@ -173,10 +198,12 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     });
     let tree_stop = stats::run_tree(stats_dir.clone(), inbox.clone())?;
     tracing::info!(socket = %args.socket.display(), workers, "umacvlan daemon ready");
+    notifier.ready(&format!("{} macvlans", mgr.config().len()));
 
     let epoll = Epoll::new()?;
     epoll.add(inbox.wake.as_raw_fd(), TOKEN_INBOX, Interest::READABLE)?;
     epoll.add(sig_rx.as_raw_fd(), TOKEN_SIGNAL, Interest::READABLE)?;
+    epoll.add(hup_rx.as_raw_fd(), TOKEN_RELOAD, Interest::READABLE)?;
     // Link monitors: the daemon's namespace (lowers, TAPs left here), then each namespace
     // holding a TAP or a lower moved there.
     let mut monitors: Vec<(Option<NetnsId>, Option<NetnsHandle>, LinkMonitor)> = Vec::new();
@@ -195,6 +222,10 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         let timeout = mgr
             .has_ports()
             .then(|| MC_POLL.saturating_sub(last_poll.elapsed()));
+        let timeout = match (timeout, notifier.watchdog_due_in()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         epoll.wait(&mut events, timeout).or_else(|e| {
             if e.kind() == io::ErrorKind::Interrupted {
                 Ok(0)
@@ -210,10 +241,32 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             match *t {
                 TOKEN_INBOX => {
                     for (req, reply) in inbox.take() {
-                        answers.push((reply, mgr.handle(req)));
+                        let r = match (req, config_file.as_mut()) {
+                            (crate::proto::Request::Reload, Some(c)) => {
+                                reload(&mut mgr, c, Some(&notifier))
+                            }
+                            (crate::proto::Request::Reload, None) => {
+                                crate::proto::Response::Error {
+                                    errno: libc::ENOENT,
+                                    message: Some("the daemon was started without --config".into()),
+                                }
+                            }
+                            (req, _) => mgr.handle(req),
+                        };
+                        answers.push((reply, r));
                     }
                 }
                 TOKEN_SIGNAL => stop = true,
+                TOKEN_RELOAD => {
+                    let mut buf = [0u8; 16];
+                    while matches!(io::Read::read(&mut &hup_rx, &mut buf), Ok(n) if n > 0) {}
+                    match config_file.as_mut() {
+                        Some(c) => {
+                            reload(&mut mgr, c, Some(&notifier));
+                        }
+                        None => tracing::info!("SIGHUP: no --config, nothing to reload"),
+                    }
+                }
                 t => {
                     let i = (t - TOKEN_MONITOR) as usize;
                     let Some((ns, _, m)) = monitors.get_mut(i) else {
@@ -228,6 +281,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 }
             }
         }
+        notifier.watchdog_tick();
         if stop {
             for (reply, answer) in answers {
                 let _ = reply.send(answer);
@@ -301,6 +355,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         }
     }
     tracing::info!("terminating: removing macvlans");
+    notifier.stopping();
     // Answer whoever is waiting, then take everything down.
     for (_, reply) in inbox.take() {
         let _ = reply.send(crate::proto::Response::Error {
@@ -314,6 +369,43 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     stats::StatsTree::new(stats_dir).remove();
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
+}
+
+/// Applies the configuration file, telling the log and, on a reload, systemd (RELOADING=1 …
+/// READY=1 with the outcome in STATUS=); the answer for `umacvlan reload`.
+fn reload(
+    mgr: &mut Manager,
+    c: &mut config::ConfigFile,
+    notifier: Option<&notify::Notifier>,
+) -> crate::proto::Response {
+    if let Some(n) = notifier {
+        n.reloading();
+    }
+    let r = c.apply(mgr);
+    mgr.sync_guardian();
+    let (status, response) = match r {
+        Ok(summary) => {
+            tracing::info!(file = %c.path().display(), "configuration applied: {summary}");
+            (
+                format!("{} macvlans; configuration: {summary}", mgr.config().len()),
+                crate::proto::Response::Ok,
+            )
+        }
+        Err(e) => {
+            tracing::error!("configuration refused, nothing changed: {e}");
+            (
+                format!("configuration refused: {e}"),
+                crate::proto::Response::Error {
+                    errno: libc::EINVAL,
+                    message: Some(e.to_string()),
+                },
+            )
+        }
+    };
+    if let Some(n) = notifier {
+        n.ready(&status);
+    }
+    response
 }
 
 /// Replays the state file; a macvlan that cannot be restored is reported and skipped.
