@@ -279,6 +279,40 @@ fn side_by_side_with_the_reference_macvlan_plugin() {
     assert_eq!(u["code"], 4);
     assert_eq!((&r["code"], &r["msg"]), (&u["code"], &u["msg"]));
 
+    // A MAC from CNI_ARGS (as podman sends it, with keys the plugin does not know).
+    let args = "IgnoreUnknown=1;K8S_POD_NAME=p;MAC=02:00:00:00:60:07";
+    let mut r_call = call(&rhost, "ADD", "c7", &ref_ns, "eth7");
+    r_call.args = args.into();
+    let mut u_call = call(&w.host, "ADD", "c7", &umv_ns, "eth7");
+    u_call.args = args.into();
+    let ipam_l2 = json!({"ipam": {}});
+    let (r, _) = r_call.run(
+        REFERENCE,
+        &conf("macvlan", "1.0.0", &ref_data, &sock, ipam_l2.clone()),
+    );
+    let (u, _) = u_call.run(
+        PLUGIN,
+        &conf("umacvlan", "1.0.0", &umv_data, &sock, ipam_l2),
+    );
+    assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:60:07", "{r}");
+    assert_eq!(u["interfaces"][0]["mac"], "02:00:00:00:60:07", "{u}");
+    assert_eq!(shape(r), shape(u));
+    // Without IgnoreUnknown an unknown key is refused by both.
+    let mut r_call = call(&rhost, "ADD", "c8", &ref_ns, "eth8");
+    r_call.args = "FOO=1".into();
+    let mut u_call = call(&w.host, "ADD", "c8", &umv_ns, "eth8");
+    u_call.args = "FOO=1".into();
+    let (r, rc) = r_call.run(
+        REFERENCE,
+        &conf("macvlan", "1.0.0", &ref_data, &sock, json!({"ipam": {}})),
+    );
+    let (u, uc) = u_call.run(
+        PLUGIN,
+        &conf("umacvlan", "1.0.0", &umv_data, &sock, json!({"ipam": {}})),
+    );
+    assert_eq!((rc, uc), (1, 1), "reference {r}\numacvlan {u}");
+    assert_eq!((&r["code"], &r["msg"]), (&u["code"], &u["msg"]));
+
     // The default master (the default route's device), spec 0.4.0 (ips carry "version"), and
     // layer 2 only.
     let ((r, rc), (u, uc)) = both("0.4.0", json!({"master": null}), "c4", "eth1");
@@ -325,8 +359,8 @@ fn side_by_side_with_the_reference_macvlan_plugin() {
         .collect();
     assert_eq!(
         names,
-        ["eth2"],
-        "only the layer-2 attachment is left: {links}"
+        ["eth7", "eth2"],
+        "only the layer-2 attachments are left: {links}"
     );
 
     // Where the Debian plugin falls short: DEL after the master is gone releases the lease.

@@ -271,3 +271,49 @@ fn notify_protocol_with_a_socket_standing_in_for_systemd() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// With `--state`, the file's macvlans are remembered across restarts: one dropped from the
+/// file while the daemon was down is removed at start, though the state restored it; one made
+/// by a command is restored and kept.
+#[test]
+fn a_restart_forgets_what_the_file_dropped() {
+    need_root!();
+    let mut l = Lab::new("cfgrs", Path::new(common::BIN));
+    let host = l.ns("host").unwrap();
+    let ext = l.ns("ext").unwrap();
+    let na = l.ns("a").unwrap();
+    l.veth(&host, "eth0", &ext, "eth0").unwrap();
+    let file = std::env::temp_dir().join(format!("{}.toml", l.prefix()));
+    let state = std::env::temp_dir().join(format!("{}.state", l.prefix()));
+    let side: Vec<PathBuf> = [".prev", ".tmp", ".config", ".config.tmp", ".corrupt"]
+        .iter()
+        .map(|s| PathBuf::from(format!("{}{s}", state.display())))
+        .collect();
+    let _files = Files([vec![file.clone(), state.clone()], side].concat());
+    std::fs::write(&file, entry("mva", &na, "") + &entry("mvb", &na, "")).unwrap();
+    let args = [
+        "--config",
+        file.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    l.start_daemon(&host, &args).unwrap();
+    l.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mvc", "type", "macvlan",
+    ])
+    .unwrap();
+    common::wait_for("the state file to hold three macvlans", || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"mvc\""))
+    });
+    l.stop_daemon("TERM");
+    std::fs::write(&file, entry("mva", &na, "")).unwrap();
+    l.start_daemon(&host, &args).unwrap();
+    let v = links(&l);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mva", "mvc"], "{}", l.daemon_log());
+}

@@ -119,6 +119,8 @@ fn podman_containers_attach_through_the_plugin() {
         "plugins": [{
             "type": "umacvlan",
             "master": "eth0",
+            // podman 4.3 keeps this in the configuration and sends the MAC in CNI_ARGS.
+            "capabilities": {"mac": true},
             "socket": l.socket(),
             "ipam": {
                 "type": "host-local",

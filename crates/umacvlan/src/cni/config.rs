@@ -109,7 +109,7 @@ impl Env {
     }
 
     /// `CNI_ARGS`' `MAC=`, refusing keys the plugin does not know unless `IgnoreUnknown` is
-    /// true (as the reference plugin's `types.LoadArgs` does).
+    /// true (as the reference plugin's `types.LoadArgs` does, with its message and code 999).
     pub fn mac_arg(&self) -> CniResult<Option<String>> {
         let ignore = self
             .args
@@ -121,14 +121,15 @@ impl Env {
             match k.as_str() {
                 "MAC" => mac = Some(v.clone()),
                 "IgnoreUnknown" => {}
-                _ => unknown.push(format!("{k:?}")),
+                _ => unknown.push(format!("\"{k}={v}\"")),
             }
         }
         if !ignore && !unknown.is_empty() {
-            return Err(CniError::new(
-                error::INVALID_ENV,
-                format!("ARGS: unknown args [{}]", unknown.join(" ")),
-            ));
+            // The reference plugin's words and code.
+            return Err(CniError::generic(format!(
+                "ARGS: unknown args [{}]",
+                unknown.join(" ")
+            )));
         }
         Ok(mac)
     }
@@ -401,7 +402,10 @@ mod tests {
         )
         .unwrap();
         let e = strict.mac_arg().unwrap_err();
-        assert_eq!((e.code, e.msg.as_str()), (4, "ARGS: unknown args [\"IP\"]"));
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (999, "ARGS: unknown args [\"IP=10.0.0.2\"]")
+        );
     }
 
     #[test]

@@ -243,6 +243,16 @@ pub struct ConfigFile {
     path: PathBuf,
     /// Names the file declared at the last successful apply.
     managed: BTreeSet<String>,
+    /// Where those names are kept across restarts (beside the state file), so that a macvlan
+    /// restored from the state but dropped from the file meanwhile is still known as the
+    /// file's, and removed.
+    memory: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct Memory {
+    file: PathBuf,
+    names: BTreeSet<String>,
 }
 
 /// One step of an apply, and what undoes it.
@@ -253,11 +263,35 @@ enum Step {
 }
 
 impl ConfigFile {
-    /// The file at `path`; nothing is read yet.
-    pub fn new(path: PathBuf) -> ConfigFile {
+    /// The file at `path`; nothing is read yet. `memory`: where to keep the names it
+    /// declared across restarts (read now if it is there and about the same file).
+    pub fn new(path: PathBuf, memory: Option<PathBuf>) -> ConfigFile {
+        let managed = memory
+            .as_ref()
+            .and_then(|m| std::fs::read(m).ok())
+            .and_then(|b| serde_json::from_slice::<Memory>(&b).ok())
+            .filter(|m| m.file == path)
+            .map(|m| m.names)
+            .unwrap_or_default();
         ConfigFile {
             path,
-            managed: BTreeSet::new(),
+            managed,
+            memory,
+        }
+    }
+
+    fn remember(&self) {
+        let Some(m) = &self.memory else { return };
+        let body = Memory {
+            file: self.path.clone(),
+            names: self.managed.clone(),
+        };
+        let mut tmp = m.clone().into_os_string();
+        tmp.push(".tmp");
+        let r = std::fs::write(&tmp, serde_json::to_vec(&body).expect("plain data"))
+            .and_then(|()| std::fs::rename(&tmp, m));
+        if let Err(e) = r {
+            tracing::error!("cannot write {}: {e}", m.display());
         }
     }
 
@@ -347,6 +381,7 @@ impl ConfigFile {
             return Err(e);
         }
         self.managed = wanted.into_iter().map(|(_, w)| w.name).collect();
+        self.remember();
         Ok(summary)
     }
 }

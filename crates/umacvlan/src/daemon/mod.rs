@@ -124,7 +124,12 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             })?;
             config::parse(p, &text)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            Some(config::ConfigFile::new(p.clone()))
+            let memory = args.state.as_ref().map(|s| {
+                let mut m = s.clone().into_os_string();
+                m.push(".config");
+                PathBuf::from(m)
+            });
+            Some(config::ConfigFile::new(p.clone(), memory))
         }
         None => None,
     };
