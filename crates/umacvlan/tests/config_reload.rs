@@ -317,3 +317,38 @@ fn a_restart_forgets_what_the_file_dropped() {
         .collect();
     assert_eq!(names, ["mva", "mvc"], "{}", l.daemon_log());
 }
+
+/// A file that does not parse stops the daemon at start, before it makes anything.
+#[test]
+fn a_bad_file_stops_the_start() {
+    need_root!();
+    let mut l = Lab::new("cfgbad", Path::new(common::BIN));
+    let host = l.ns("host").unwrap();
+    let file = std::env::temp_dir().join(format!("{}.toml", l.prefix()));
+    let socket = std::env::temp_dir().join(format!("{}.ctl", l.prefix()));
+    let _files = Files(vec![file.clone(), socket.clone()]);
+    std::fs::write(
+        &file,
+        "[[macvlan]]\nname = \"a\"\nlower = \"eth0\"\nmtu = \"big\"\n",
+    )
+    .unwrap();
+    let r = lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        common::BIN,
+        "daemon",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!("{}:4: ", file.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!socket.exists(), "nothing is made, not even the socket");
+}

@@ -126,7 +126,7 @@ impl Plugin {
     /// STATUS).
     fn daemon(&self, code: u32) -> CniResult<Daemon> {
         let path = self.socket();
-        let mut c = Client::connect(&path, DAEMON_TIMEOUT)
+        let c = Client::connect(&path, DAEMON_TIMEOUT)
             .and_then(|mut c| c.hello().map(|_| c))
             .map_err(|e| {
                 CniError::new(
@@ -135,8 +135,6 @@ impl Plugin {
                 )
                 .with_details(e.to_string())
             })?;
-        // Nothing else to do with the greeting; the connection carries the requests.
-        let _ = &mut c;
         Ok(Daemon(c))
     }
 
