@@ -412,6 +412,42 @@ fn check_gc_status_and_the_recorded_attachment() {
         assert_eq!(code, 0, "{r}");
         results.push(r);
     }
+    // mtu, bcqueuelen, and mode source with its list reach the daemon's macvlan.
+    let (r, code) = call(&w.host, "ADD", "ctr-s", &path(&cb), "net2").run(
+        PLUGIN,
+        &conf(
+            "umacvlan",
+            "1.1.0",
+            &data,
+            &sock,
+            json!({"ipam": {}, "mtu": 1400, "bcqueuelen": 2000, "mode": "source",
+                   "sourceMacs": ["02:00:00:00:00:aa", "02:00:00:00:00:bb"]}),
+        ),
+    );
+    assert_eq!(code, 0, "{r}");
+    let l = lab::must(&["ip", "-n", &cb, "-j", "link", "show", "net2"]).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&l).unwrap()[0]["mtu"], 1400);
+    let d: Value =
+        serde_json::from_str(&w.lab.cli_ok(&["-d", "-j", "link", "show"]).unwrap()).unwrap();
+    let src = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["cni"]["container_id"] == "ctr-s")
+        .unwrap();
+    let info = &src["linkinfo"]["info_data"];
+    assert_eq!(
+        (&info["mode"], &info["bcqueuelen"]),
+        (&json!("source"), &json!(2000)),
+        "{src}"
+    );
+    assert_eq!(info["macaddr_count"], 2, "{src}");
+    let (r, code) = call(&w.host, "DEL", "ctr-s", &path(&cb), "net2").run(
+        PLUGIN,
+        &conf("umacvlan", "1.1.0", &data, &sock, json!({"ipam": {}})),
+    );
+    assert_eq!(code, 0, "{r}");
+
     // Layer 2 only: address them by hand and let them talk.
     lab::must(&[
         "ip",
@@ -534,4 +570,70 @@ fn check_gc_status_and_the_recorded_attachment() {
     for suffix in [".prev", ".tmp"] {
         let _ = std::fs::remove_file(format!("{state_arg}{suffix}"));
     }
+}
+
+/// Dual stack: host-local hands out an IPv4 and an IPv6 address; both are configured with
+/// their default routes, `arp_notify` and `ndisc_notify` are set, and CHECK finds it all.
+#[test]
+fn dual_stack_addresses_routes_and_announcements() {
+    need_root!();
+    let mut w = world("cni6", &[]);
+    let sock = w.lab.socket().to_path_buf();
+    let data = w.dir.join("ipam");
+    let c = w.lab.ns("c").unwrap();
+    // Labs turn IPv6 off; this one needs it.
+    w.lab
+        .exec_ok(
+            &c,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.default.disable_ipv6=0",
+            ],
+        )
+        .unwrap();
+    let extra = json!({"ipam": {
+        "type": "host-local",
+        "dataDir": data,
+        "ranges": [[{"subnet": "10.60.0.0/24", "rangeStart": "10.60.0.30"}],
+                   [{"subnet": "fd60::/64", "rangeStart": "fd60::30"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+    }});
+    let netns = format!("/run/netns/{c}");
+    let (r, code) = call(&w.host, "ADD", "d1", &netns, "eth0").run(
+        PLUGIN,
+        &conf("umacvlan", "1.0.0", &data, &sock, extra.clone()),
+    );
+    assert_eq!(code, 0, "{r}");
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["10.60.0.30/24", "fd60::30/64"]);
+    let a6 = lab::must(&["ip", "-n", &c, "-6", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert!(a6.contains("fd60::30/64"), "{a6}");
+    let r6 = lab::must(&["ip", "-n", &c, "-6", "route", "show", "default"]).unwrap();
+    assert!(r6.contains("default via fd60::1 dev eth0"), "{r6}");
+    for key in [
+        "net.ipv4.conf.eth0.arp_notify",
+        "net.ipv6.conf.eth0.ndisc_notify",
+    ] {
+        let v = w.lab.exec_ok(&c, &["sysctl", "-n", key]).unwrap();
+        assert_eq!(v.trim(), "1", "{key}");
+    }
+    let mut with_prev: Value =
+        serde_json::from_slice(&conf("umacvlan", "1.0.0", &data, &sock, extra)).unwrap();
+    with_prev["prevResult"] = r.clone();
+    let (r, code) = call(&w.host, "CHECK", "d1", &netns, "eth0")
+        .run(PLUGIN, &serde_json::to_vec(&with_prev).unwrap());
+    assert_eq!((code, &r), (0, &Value::Null), "{r}");
+    // An IPv6 route removed: CHECK names it.
+    lab::must(&["ip", "-n", &c, "-6", "route", "del", "default"]).unwrap();
+    let (r, code) = call(&w.host, "CHECK", "d1", &netns, "eth0")
+        .run(PLUGIN, &serde_json::to_vec(&with_prev).unwrap());
+    assert_eq!(code, 1);
+    assert!(r["msg"].as_str().unwrap().contains("::/0"), "{r}");
 }
