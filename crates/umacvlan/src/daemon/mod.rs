@@ -179,10 +179,13 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         restore(&mut mgr, p);
         mgr.sync_guardian();
     }
-    if let Some(c) = config_file.as_mut() {
-        // Before READY=1: systemd hears about it in the READY status below.
-        reload(&mut mgr, c, None);
-    }
+    // Applied before READY=1; a refusal (e.g. a lower not there yet) is said in its status.
+    let start_refusal = match config_file.as_mut().map(|c| reload(&mut mgr, c, None)) {
+        Some(crate::proto::Response::Error {
+            message: Some(m), ..
+        }) => format!("; configuration refused: {m}"),
+        _ => String::new(),
+    };
     {
         let inbox = inbox.clone();
         std::thread::Builder::new()
@@ -203,7 +206,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     });
     let tree_stop = stats::run_tree(stats_dir.clone(), inbox.clone())?;
     tracing::info!(socket = %args.socket.display(), workers, "umacvlan daemon ready");
-    notifier.ready(&format!("{} macvlans", mgr.config().len()));
+    notifier.ready(&format!("{} macvlans{start_refusal}", mgr.config().len()));
 
     let epoll = Epoll::new()?;
     epoll.add(inbox.wake.as_raw_fd(), TOKEN_INBOX, Interest::READABLE)?;
