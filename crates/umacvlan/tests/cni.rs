@@ -637,3 +637,48 @@ fn dual_stack_addresses_routes_and_announcements() {
     assert_eq!(code, 1);
     assert!(r["msg"].as_str().unwrap().contains("::/0"), "{r}");
 }
+
+/// ADD announces the address: the external host sees a gratuitous ARP for it from the
+/// container's MAC (arp_notify, set before the link comes up with its address).
+#[test]
+fn add_announces_the_address_with_a_gratuitous_arp() {
+    need_root!();
+    use std::io::BufRead;
+    let mut w = world("cniarp", &[]);
+    let sock = w.lab.socket().to_path_buf();
+    let data = w.dir.join("ipam");
+    let c = w.lab.ns("c").unwrap();
+    let mut dump = Command::new("ip")
+        .args([
+            "netns", "exec", &w.ext, "tcpdump", "-l", "-n", "-e", "-c", "1", "-i", "eth0",
+        ])
+        .args(["arp and host 10.60.0.10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // Wait until it listens.
+    let mut err = std::io::BufReader::new(dump.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    let (r, code) = call(&w.host, "ADD", "g1", &format!("/run/netns/{c}"), "eth0")
+        .run(PLUGIN, &conf("umacvlan", "1.0.0", &data, &sock, json!({})));
+    assert_eq!(code, 0, "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dump.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = dump.kill();
+            panic!("no ARP for 10.60.0.10 seen within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut dump.stdout.take().unwrap(), &mut out).unwrap();
+    let mac = r["interfaces"][0]["mac"].as_str().unwrap();
+    assert!(
+        out.contains(mac) && out.contains("who-has 10.60.0.10 tell 10.60.0.10"),
+        "not a gratuitous ARP from {mac}: {out}"
+    );
+}

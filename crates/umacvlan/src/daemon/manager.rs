@@ -533,6 +533,17 @@ impl Manager {
         if let Some(up) = s.up {
             port.set_up(id, up)?;
         }
+        // The kernel transmits on a device from the moment it is up (a gratuitous ARP with
+        // arp_notify, IPv6 DAD): the data plane must see the macvlan up before its TAP is, or
+        // those first frames are dropped as sent by a down device.
+        let coming_up = !before.up && port.device(id).is_some_and(|d| d.up);
+        let published = coming_up.then(|| {
+            let pe = self.ports.get_mut(&lower).expect("found");
+            std::mem::replace(&mut pe.port, port.clone())
+        });
+        if published.is_some() {
+            self.commit(lower);
+        }
         // The engine accepts; now the system, each step undone if a later one fails.
         match self.apply_link_set(lower, id, s, new_ns, lower_mac, &before, &mut port) {
             Ok(()) => {
@@ -542,6 +553,10 @@ impl Manager {
                 Ok(())
             }
             Err((e, done)) => {
+                if let Some(old) = published {
+                    self.ports.get_mut(&lower).expect("found").port = old;
+                    self.commit(lower);
+                }
                 self.undo_link_set(lower, id, &before, done);
                 Err(e)
             }
