@@ -158,7 +158,7 @@ pub fn decode(line: &[u8]) -> Result<Request, Response> {
 fn mutates(r: &Request) -> bool {
     matches!(
         r,
-        Request::LinkAdd(_) | Request::LinkSet(_) | Request::LinkDel { .. }
+        Request::LinkAdd(_) | Request::LinkSet(_) | Request::LinkDel { .. } | Request::Reload
     )
 }
 
