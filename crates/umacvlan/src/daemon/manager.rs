@@ -376,6 +376,7 @@ impl Manager {
             port.open(id)?;
         }
         let dev = port.device(id).cloned().expect("just added");
+        // Created down and brought up only once the data plane sees it up (below).
         let tap = create_tap(ns.as_ref(), &dev, port.carrier())?;
         let ifindex = tap.ifindex()?;
         self.seq += 1;
@@ -395,6 +396,15 @@ impl Manager {
         pe.devs.insert(id, entry);
         pe.port = port;
         self.commit(lower_key);
+        // As in link_set: the kernel's first frames on the new device (IPv6 DAD, MLD) must
+        // find it up in the data plane.
+        if dev.up {
+            let tap = self.ports[&lower_key].devs[&id].tap.clone();
+            if let Err(e) = tap.set_up(true) {
+                self.remove(lower_key, id);
+                return Err(e.into());
+            }
+        }
         tracing::info!(%name, lower = %lower.name, mode = %dev.mode, mac = %dev.mac, "macvlan added");
         Ok(())
     }
@@ -1280,7 +1290,8 @@ fn netns_text(r: &NetnsRef) -> String {
     }
 }
 
-/// Creates a macvlan's TAP with its MAC, MTU, carrier and admin state.
+/// Creates a macvlan's TAP with its MAC, MTU and carrier, down (the caller brings it up once
+/// the data plane knows it).
 fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult<Tap> {
     // Vnet headers on both sides: partial checksums and GSO super-frames pass through.
     let tap = Tap::create_in(
@@ -1294,9 +1305,6 @@ fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult
     tap.set_mac(dev.mac)?;
     tap.set_mtu(dev.mtu)?;
     tap.set_carrier(carrier)?;
-    if dev.up {
-        tap.set_up(true)?;
-    }
     Ok(tap)
 }
 
