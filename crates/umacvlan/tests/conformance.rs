@@ -44,7 +44,7 @@ use world::{Kind, World};
 #[test]
 fn kernel_and_umacvlan_agree() {
     if !umacvlan::lab::can_build_labs() {
-        eprintln!("conformance: skipped (needs root and iproute2)");
+        umacvlan::lab::skip_root_test("conformance needs root and iproute2");
         return;
     }
     let only: Vec<String> = std::env::var("CONFORMANCE_ONLY")
