@@ -70,6 +70,8 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("promisc-allmulti", promisc_allmulti),
     ("ip-stack", ip_stack),
     ("mc-poll-under-load", mc_poll_under_load),
+    ("lower-host-sends", lower_host_sends),
+    ("lower-host-sends-hairpin", lower_host_sends_hairpin),
 ];
 
 // ---------------------------------------------------------------------------- helpers
@@ -1150,4 +1152,62 @@ fn mc_poll_under_load(w: &mut World) {
     w.keep_asking(2.0);
     probe(w, "ext", &["b0", "b1"]);
     probe(w, "b0", &["b1"]);
+}
+
+/// What the lower's own host sends on it — through its IP stack (an ARP-less unicast to a
+/// macvlan's MAC via a static neighbour, and a broadcast) and from a packet socket bound to
+/// the lower — never reaches a macvlan directly: the kernel macvlan sees only the lower's
+/// receive path. With a hairpin switch on the far side, the reflected copy does arrive
+/// (once).
+fn lower_host_sends_common(w: &mut World, with_hairpin: bool) {
+    for d in ["b0", "v0", "p0"] {
+        add(w, d, super::compare::mode_of(d), &[]);
+    }
+    if with_hairpin {
+        hairpin(w);
+    }
+    w.sh("h", &["ip", "addr", "add", "10.9.0.1/24", "dev", "low0"]);
+    for (ip, d) in [("10.9.0.2", "b0"), ("10.9.0.3", "v0")] {
+        w.sh(
+            "h",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac(d),
+                "dev",
+                "low0",
+                "nud",
+                "permanent",
+            ],
+        );
+    }
+    w.checkpoint("lower has an address");
+    w.step("the lower's host sends");
+    for d in ["b0", "v0", "p0"] {
+        w.send(&format!("low->{d}"), "low", eth(mac(d), LOWER_MAC));
+    }
+    w.send("low->broadcast", "low", eth(BCAST, LOWER_MAC));
+    w.send("low->G1", "low", eth(G1, LOWER_MAC));
+    w.send("low->unknown", "low", eth(UNK, LOWER_MAC));
+    w.send_udp("udp->b0", "low", [10, 9, 0, 1], [10, 9, 0, 2], mac("b0"));
+    w.send_udp("udp->v0", "low", [10, 9, 0, 1], [10, 9, 0, 3], mac("v0"));
+    w.send_udp(
+        "udp->broadcast",
+        "low",
+        [10, 9, 0, 1],
+        [10, 9, 0, 255],
+        BCAST,
+    );
+    w.end();
+}
+
+fn lower_host_sends(w: &mut World) {
+    lower_host_sends_common(w, false);
+}
+
+fn lower_host_sends_hairpin(w: &mut World) {
+    lower_host_sends_common(w, true);
 }

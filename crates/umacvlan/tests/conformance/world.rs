@@ -156,6 +156,9 @@ struct Pending {
     meta: FrameMeta,
     sent: String,
     seen: BTreeMap<String, Vec<Seen>>,
+    /// The bytes are the sending stack's (its IPv4 id differs between the worlds): compare
+    /// copies without their hash.
+    unhashed: bool,
 }
 
 struct Step {
@@ -370,7 +373,7 @@ impl World {
                                         pkt: pkt_name(f.pkttype),
                                         len: f.orig_len,
                                         vlan: f.vlan.map(|v| v.tci),
-                                        sum: fnv1a(f.data),
+                                        sum: if pf.unhashed { 0 } else { fnv1a(f.data) },
                                     });
                                     got += 1;
                                     break;
@@ -918,6 +921,49 @@ impl World {
             meta,
             sent,
             seen: BTreeMap::new(),
+            unhashed: false,
+        });
+    }
+
+    /// Sends a UDP datagram carrying a fresh tag through the IP stack of `point`'s namespace
+    /// (from `src`:40000 to `dst`:40001, broadcast allowed), so the frame is the host's
+    /// own, not a packet socket's. `dst_mac` is where the stack will address it (for the
+    /// report and the rules).
+    pub fn send_udp(
+        &mut self,
+        label: &str,
+        point: &str,
+        src: [u8; 4],
+        dst: [u8; 4],
+        dst_mac: &str,
+    ) {
+        self.tagseq += 1;
+        let tag = frames::tag(self.tagseq);
+        let (ns, _) = self.point(point);
+        let sent = match NetnsHandle::from_name(&ns).and_then(|h| {
+            h.run_in(|| -> std::io::Result<()> {
+                let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::from(src), 40000))?;
+                s.set_broadcast(true)?;
+                s.send_to(&tag, (std::net::Ipv4Addr::from(dst), 40001))?;
+                Ok(())
+            })?
+        }) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let meta = FrameMeta {
+            from: point.to_string(),
+            dst: dst_mac.to_string(),
+            desc: format!("UDP {src:?} -> {dst:?} through the IP stack"),
+        };
+        let st = self.step.as_mut().expect("send outside a step");
+        st.frames.push(Pending {
+            label: label.to_string(),
+            tag,
+            meta,
+            sent,
+            seen: BTreeMap::new(),
+            unhashed: true,
         });
     }
 
@@ -1030,6 +1076,9 @@ impl World {
             }
         }
         let _ = run(&["ip", "-n", &self.x, "link", "del", "br0"]);
+        // Addresses and neighbours a scenario gave the lower's own stack.
+        let _ = run(&["ip", "-n", &self.h, "-4", "addr", "flush", "dev", "low0"]);
+        let _ = run(&["ip", "-n", &self.h, "neigh", "flush", "dev", "low0"]);
         // A lower that kept promiscuity/allmulti references after its macvlans went (the
         // kernel leaks a passthru macvlan's allmulti) is replaced.
         let lower = Self::json(&[
