@@ -657,6 +657,22 @@ impl LowerSocket {
         Ok(s)
     }
 
+    /// A socket on device `ifindex` that only holds memberships: created with protocol 0
+    /// and never bound, it registers no packet hook, so it receives nothing (no frame is
+    /// copied to it) while its memberships program the device like any other socket's.
+    pub fn open_membership_holder(ifindex: u32) -> io::Result<Self> {
+        let fd = sys::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )?;
+        Ok(LowerSocket {
+            fd,
+            ifindex,
+            vnet: false,
+        })
+    }
+
     /// Opens a socket on device `ifindex` of namespace `netns` (on a helper thread); `None`
     /// means the caller's namespace. The socket stays bound to that namespace.
     pub fn open_in(

@@ -6,6 +6,7 @@
 //! both accepted it, so a refused request changes nothing.
 
 use super::dataplane::{Dataplane, View};
+use super::lower_refs::LowerRefs;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
@@ -70,6 +71,8 @@ struct PortEntry {
     /// Holds the lower's filter memberships; they vanish with it (and with the daemon).
     members_sock: LowerSocket,
     members: MembershipSet,
+    /// Promiscuity/allmulti references beyond the first (one per macvlan, as the kernel).
+    refs: LowerRefs,
     devs: BTreeMap<DevId, DevEntry>,
 }
 
@@ -419,6 +422,7 @@ impl Manager {
             dp: Dataplane::start(lowers, view)?,
             members_sock,
             members: MembershipSet::new(),
+            refs: LowerRefs::new(),
             devs: BTreeMap::new(),
         })
     }
@@ -444,10 +448,6 @@ impl Manager {
             vnet_hdr: true,
             ..LowerOptions::default()
         };
-        let members_opts = LowerOptions {
-            rcvbuf: Some(4096),
-            ..LowerOptions::default()
-        };
         // All at once: one helper thread when the namespace is another one.
         let (lowers, members) = NetnsHandle::run_in_opt(ns, || -> io::Result<_> {
             let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
@@ -458,7 +458,7 @@ impl Manager {
                 }
                 lowers.push(Arc::new(s));
             }
-            let members = LowerSocket::open(ifindex, &members_opts)?;
+            let members = LowerSocket::open_membership_holder(ifindex)?;
             Ok((lowers, members))
         })??;
         Ok((lowers, members))
@@ -479,6 +479,13 @@ impl Manager {
         if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
         {
             tracing::warn!("lower filter update failed: {e}");
+        }
+        let f = pe.port.lower_filters();
+        if let Err(e) = pe
+            .refs
+            .sync(pe.netns.as_ref(), lower.1, f.promisc, f.allmulti)
+        {
+            tracing::warn!("lower promiscuity/allmulti references update failed: {e}");
         }
         // Our memberships change the lower's promiscuity and allmulti counts, which widen the
         // port filters: read them back. (Its multicast list is polled with the macvlans'.)
@@ -985,6 +992,7 @@ impl Manager {
             pe.members_sock = members_sock;
             // The old memberships went with the old socket.
             pe.members = MembershipSet::new();
+            pe.refs.clear();
             Ok((rtnl, ls))
         })();
         let (rtnl, ls) = match moved {

@@ -72,6 +72,7 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("mc-poll-under-load", mc_poll_under_load),
     ("lower-host-sends", lower_host_sends),
     ("lower-host-sends-hairpin", lower_host_sends_hairpin),
+    ("lower-references", lower_references),
 ];
 
 // ---------------------------------------------------------------------------- helpers
@@ -1210,4 +1211,47 @@ fn lower_host_sends(w: &mut World) {
 
 fn lower_host_sends_hairpin(w: &mut World) {
     lower_host_sends_common(w, true);
+}
+
+/// Each promiscuous or allmulti macvlan holds its own reference on the lower (`ip -d link
+/// show` of the lower: `promiscuity 3`, `allmulti 2`), released as each goes down or off.
+fn lower_references(w: &mut World) {
+    for d in ["b0", "b1", "v0"] {
+        add(w, d, super::compare::mode_of(d), &[]);
+    }
+    for d in ["b0", "b1", "v0"] {
+        w.sh(d, &["ip", "link", "set", d, "promisc", "on"]);
+    }
+    for d in ["b0", "v0"] {
+        w.sh(d, &["ip", "link", "set", d, "allmulticast", "on"]);
+    }
+    w.settle();
+    w.checkpoint("three promisc, two allmulti");
+    w.sh("b0", &["ip", "link", "set", "b0", "down"]);
+    w.settle();
+    w.checkpoint("b0 down");
+    w.sh("v0", &["ip", "link", "set", "v0", "allmulticast", "off"]);
+    w.sh("b1", &["ip", "link", "set", "b1", "promisc", "off"]);
+    w.settle();
+    w.checkpoint("v0 allmulti off, b1 promisc off");
+    w.sh("b0", &["ip", "link", "set", "b0", "up"]);
+    w.settle();
+    w.checkpoint("b0 up again");
+    for d in ["b0", "b1", "v0"] {
+        w.sh(
+            d,
+            &[
+                "ip",
+                "link",
+                "set",
+                d,
+                "promisc",
+                "off",
+                "allmulticast",
+                "off",
+            ],
+        );
+    }
+    w.settle();
+    w.checkpoint("all off");
 }
