@@ -744,6 +744,32 @@ impl RtNetlink {
         None
     }
 
+    /// Makes `noqueue` the device's root qdisc (`RTM_NEWQDISC`, create or replace: what
+    /// `tc qdisc replace dev DEV root noqueue` does), as a kernel macvlan has it
+    /// (`IFF_NO_QUEUE`): frames go straight to the driver.
+    pub fn set_root_qdisc_noqueue(&mut self, ifindex: u32) -> NlResult<()> {
+        const RTM_NEWQDISC: u16 = 36;
+        const NLM_F_REPLACE: u16 = 0x100;
+        const NLM_F_CREATE: u16 = 0x400;
+        const TCA_KIND: u16 = 1;
+        const TC_H_ROOT: u32 = 0xFFFF_FFFF;
+        let seq = self.next_seq();
+        let mut m = Msg::new(
+            RTM_NEWQDISC,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            seq,
+        );
+        // struct tcmsg: family, 3 bytes padding, ifindex, handle, parent, info.
+        m.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        m.0.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        m.0.extend_from_slice(&0u32.to_ne_bytes());
+        m.0.extend_from_slice(&TC_H_ROOT.to_ne_bytes());
+        m.0.extend_from_slice(&0u32.to_ne_bytes());
+        let req = m.attr_str(TCA_KIND, "noqueue").finish();
+        self.transact(&req, seq, |_, _| {})?;
+        Ok(())
+    }
+
     /// Deletes a device (`RTM_DELLINK`).
     pub fn del_link(&mut self, ifindex: u32) -> NlResult<()> {
         let seq = self.next_seq();

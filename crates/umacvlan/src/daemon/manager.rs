@@ -1086,6 +1086,12 @@ impl Manager {
             if let Err(e) = port.set_up(id, obs.up) {
                 tracing::warn!(name = %before.name, "up refused: {e}");
             }
+            // Brought up with plain `ip`: the kernel gave the TAP its default qdisc.
+            if obs.up {
+                if let Some(e) = pe.devs.get(&id) {
+                    noqueue_qdisc(&e.tap);
+                }
+            }
         }
         if (obs.promisc, obs.allmulti) != (before.promisc, before.allmulti) {
             let _ = port.set_rx_flags(id, obs.promisc, obs.allmulti);
@@ -1280,11 +1286,32 @@ fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult
     )?;
     tap.set_mac(dev.mac)?;
     tap.set_mtu(dev.mtu)?;
+    // A TAP is born with carrier on, a state linkwatch never computed an operstate for
+    // (`ip` shows `state UNKNOWN`): one transition has it computed (`UP`), as for a kernel
+    // macvlan.
+    tap.set_carrier(false)?;
     tap.set_carrier(carrier)?;
     if dev.up {
+        noqueue_qdisc(&tap);
         tap.set_up(true)?;
     }
     Ok(tap)
+}
+
+/// Gives the TAP a kernel macvlan's `noqueue` root qdisc as it comes up (a kernel macvlan,
+/// `IFF_NO_QUEUE`, shows `noop` until its first up and `noqueue` from then on; a TAP would
+/// get `pfifo_fast`). Set before the first up, it is what up keeps; moving the TAP to
+/// another namespace resets it, so it is set on every up. Failing leaves only the look.
+fn noqueue_qdisc(tap: &Tap) {
+    let r = tap.netns().and_then(|ns| {
+        let ifindex = tap.ifindex()?;
+        RtNetlink::open_in(Some(&ns))?
+            .set_root_qdisc_noqueue(ifindex)
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))
+    });
+    if let Err(e) = r {
+        tracing::warn!("could not give a TAP the noqueue qdisc: {e}");
+    }
 }
 
 /// Makes the TAP show what the engine says the macvlan is.
@@ -1297,6 +1324,9 @@ fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()
         tap.set_mtu(after.mtu)?;
     }
     if b.as_ref().is_none_or(|b| b.up != after.up) {
+        if after.up {
+            noqueue_qdisc(tap);
+        }
         tap.set_up(after.up)?;
     }
     Ok(())

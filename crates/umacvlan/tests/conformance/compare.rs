@@ -296,7 +296,9 @@ pub struct Rule {
 
 /// The mode a scenario gives a macvlan, from its name (b…=bridge, v…=vepa, p…=private,
 /// s…=source, pt…=passthru).
+/// A leading `h` (a macvlan in the lower's namespace) does not count.
 pub fn mode_of(dev: &str) -> &'static str {
+    let dev = dev.strip_prefix('h').unwrap_or(dev);
     if dev.starts_with("pt") {
         "passthru"
     } else if dev.starts_with('b') {
@@ -436,6 +438,22 @@ pub static DEVIATIONS: &[Rule] = &[
                 && d.after.contains(" macaddr ")
                 && (d.item == ".linkinfo.info_data.mode"
                     || d.item.starts_with(".linkinfo.info_data.macaddr_"))
+        },
+    },
+    Rule {
+        id: "lowerlayerdown-on-tap",
+        reason: "plain `ip` in the lower's namespace shows a kernel macvlan whose lower lost \
+                 carrier as LOWERLAYERDOWN: linkwatch says so only for a device whose iflink \
+                 (the lower's ifindex) differs from its own ifindex and names a device there; \
+                 a TAP's iflink is its own ifindex (tun has no ndo_get_iflink) and userspace \
+                 may only set UP, DORMANT or TESTING (IFLA_OPERSTATE), so the TAP shows DOWN. \
+                 `umacvlan link show` reports LOWERLAYERDOWN",
+        applies: |d| {
+            d.kind == "sys"
+                && d.item == ".operstate"
+                && super::world::in_lower_ns(&d.dev)
+                && d.kernel == "\"LOWERLAYERDOWN\""
+                && d.user == "\"DOWN\""
         },
     },
     Rule {

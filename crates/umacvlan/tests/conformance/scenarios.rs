@@ -35,6 +35,9 @@ pub fn mac(dev: &str) -> &'static str {
         "s1" => "02:bb:00:00:00:08",
         "e0" => "02:bb:00:00:00:e0",
         "e1" => "02:bb:00:00:00:e1",
+        "hb0" => "02:bb:00:00:00:a0",
+        "hb1" => "02:bb:00:00:00:a1",
+        "hv0" => "02:bb:00:00:00:a2",
         "pt0" => LOWER_MAC,
         "ext" => EXT_MAC,
         _ => panic!("no MAC for {dev}"),
@@ -73,6 +76,8 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("lower-host-sends", lower_host_sends),
     ("lower-host-sends-hairpin", lower_host_sends_hairpin),
     ("lower-references", lower_references),
+    ("operstate-and-qdisc", operstate_and_qdisc),
+    ("macvlan-on-macvlan", macvlan_on_macvlan),
 ];
 
 // ---------------------------------------------------------------------------- helpers
@@ -84,16 +89,10 @@ fn add(w: &mut World, dev: &str, mode: &str, extra: &[&str]) {
 
 fn add_opts(w: &mut World, dev: &str, mode: &str, up: bool, link_opts: &[&str], extra: &[&str]) {
     let ns = format!("NS:{dev}");
-    let mut words = vec![
-        "link",
-        "add",
-        "link",
-        "low0",
-        "name",
-        dev,
-        "netns",
-        ns.as_str(),
-    ];
+    let mut words = vec!["link", "add", "link", "low0", "name", dev];
+    if !super::world::in_lower_ns(dev) {
+        words.extend(["netns", ns.as_str()]);
+    }
     if mode != "passthru" {
         words.extend(["address", mac(dev)]);
     }
@@ -1254,4 +1253,71 @@ fn lower_references(w: &mut World) {
     }
     w.settle();
     w.checkpoint("all off");
+}
+
+/// What plain `ip` shows of each macvlan (operstate, qdisc) and what `link show` reports,
+/// in the lower's namespace and in their own: created up or down, brought up with `ip`,
+/// the lower down and up again.
+fn operstate_and_qdisc(w: &mut World) {
+    add(w, "hb0", "bridge", &[]);
+    add(w, "b0", "bridge", &[]);
+    add_opts(w, "hv0", "vepa", false, &[], &[]);
+    add_opts(w, "v0", "vepa", false, &[], &[]);
+    w.settle();
+    w.checkpoint("created");
+    w.sh("hv0", &["ip", "link", "set", "hv0", "up"]);
+    w.sh("v0", &["ip", "link", "set", "v0", "up"]);
+    w.settle();
+    w.checkpoint("brought up with ip");
+    w.sh("h", &["ip", "link", "set", "low0", "down"]);
+    w.settle();
+    w.checkpoint("lower down");
+    w.sh("h", &["ip", "link", "set", "low0", "up"]);
+    w.settle();
+    w.checkpoint("lower up");
+    w.sh("b0", &["ip", "link", "set", "b0", "down"]);
+    w.settle();
+    w.checkpoint("b0 down");
+}
+
+/// A macvlan created on a macvlan sits on the real lower (`link` is low0), in the lower's
+/// namespace and elsewhere; frames reach it as any sibling's.
+fn macvlan_on_macvlan(w: &mut World) {
+    add(w, "hb0", "bridge", &[]);
+    w.ctl(&[
+        "link",
+        "add",
+        "link",
+        "hb0",
+        "name",
+        "hb1",
+        "address",
+        "02:bb:00:00:00:a1",
+        "up",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    w.ctl(&[
+        "link",
+        "add",
+        "link",
+        "hb0",
+        "name",
+        "b1",
+        "netns",
+        "NS:b1",
+        "address",
+        "02:bb:00:00:00:02",
+        "up",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    w.settle();
+    w.checkpoint("stacked");
+    probe(w, "ext", &["hb0", "hb1", "b1"]);
+    probe(w, "b1", &["hb0", "hb1"]);
 }

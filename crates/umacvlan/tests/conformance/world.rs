@@ -269,8 +269,12 @@ impl World {
 
     // ------------------------------------------------------------------ namespaces, points
 
-    /// The namespace of macvlan `dev` (created on first use).
+    /// The namespace of macvlan `dev` (created on first use). Macvlans whose names start
+    /// with `h` live in the lower's own namespace `h`.
     pub fn dev_ns(&mut self, dev: &str) -> String {
+        if in_lower_ns(dev) {
+            return self.h.clone();
+        }
         if let Some(n) = self.nss.get(dev) {
             return n.clone();
         }
@@ -688,11 +692,34 @@ impl World {
         v
     }
 
-    /// The netdev as the system shows it (the TAP, for umacvlan): MTU, MAC, up, carrier.
+    /// The netdev as plain `ip` shows it in its namespace (the TAP, for umacvlan): MTU,
+    /// MAC, up, carrier, operstate and qdisc.
     fn sys_json(&mut self, dev: &str) -> Value {
         let ns = self.dev_ns(dev);
-        let Some(v) = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", dev]) else {
-            return Value::Null;
+        // linkwatch computes the operstate after a carrier change, rate-limited to once a
+        // second: wait (bounded) until it agrees with the flags, in both worlds alike.
+        let settled = |v: &Value| {
+            let has = |f: &str| {
+                v["flags"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == f))
+            };
+            let op = v["operstate"].as_str().unwrap_or("");
+            match (has("UP"), has("LOWER_UP")) {
+                (false, _) => op == "DOWN",
+                (true, true) => op == "UP",
+                (true, false) => matches!(op, "DOWN" | "LOWERLAYERDOWN"),
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let v = loop {
+            let Some(v) = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", dev]) else {
+                return Value::Null;
+            };
+            if settled(&v) || Instant::now() > deadline {
+                break v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
         let flags: Vec<&str> = v["flags"]
             .as_array()
@@ -703,6 +730,8 @@ impl World {
             "address": v["address"],
             "up": flags.contains(&"UP"),
             "lower_up": flags.contains(&"LOWER_UP"),
+            "operstate": v["operstate"],
+            "qdisc": v["qdisc"],
         })
     }
 
@@ -1075,6 +1104,14 @@ impl World {
                 }
             }
         }
+        // Kernel macvlans living in the lower's namespace.
+        if let Some(v) = Self::json_all(&["ip", "-n", &self.h, "-j", "link", "show"]) {
+            for l in v {
+                if let Some(n) = l["ifname"].as_str().filter(|n| in_lower_ns(n)) {
+                    let _ = run(&["ip", "-n", &self.h, "link", "del", n]);
+                }
+            }
+        }
         let _ = run(&["ip", "-n", &self.x, "link", "del", "br0"]);
         // Addresses and neighbours a scenario gave the lower's own stack.
         let _ = run(&["ip", "-n", &self.h, "-4", "addr", "flush", "dev", "low0"]);
@@ -1129,6 +1166,11 @@ impl World {
             .as_array()
             .cloned()
     }
+}
+
+/// Macvlans named `h…` live in the lower's namespace (created there without `netns`).
+pub fn in_lower_ns(dev: &str) -> bool {
+    dev.starts_with('h')
 }
 
 /// Extra daemon flags from `CONFORMANCE_DAEMON_ARGS` (e.g. `--log umacvlan=debug`).
