@@ -49,6 +49,10 @@ const NETNSA_NSID: u16 = 1;
 const NETNSA_FD: u16 = 3;
 
 const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_MCADDR: u32 = 37;
+const RTNLGRP_IPV6_MCADDR: u32 = 38;
+const RTM_NEWMULTICAST: u16 = 56;
+const RTM_DELMULTICAST: u16 = 57;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -800,6 +804,13 @@ pub enum LinkEvent {
     },
     /// The kernel dropped notifications (`ENOBUFS`): re-read the state with a dump.
     Overrun,
+    /// An IP-level multicast membership of device `ifindex` was added or removed
+    /// (`RTM_NEWMULTICAST`/`RTM_DELMULTICAST` on `RTNLGRP_IPV4_MCADDR`/`RTNLGRP_IPV6_MCADDR`,
+    /// Linux 6.13 and later): its link-layer multicast list may have changed with it.
+    Multicast {
+        /// The device.
+        ifindex: u32,
+    },
 }
 
 /// A non-blocking netlink socket subscribed to `RTNLGRP_LINK` in the namespace it was created
@@ -826,6 +837,12 @@ impl LinkMonitor {
             libc::NETLINK_ADD_MEMBERSHIP,
             &RTNLGRP_LINK,
         )?;
+        // IP-level multicast joins and leaves (IP_ADD_MEMBERSHIP, the stack's own all-hosts
+        // and solicited-node groups). Kernels before 6.13 lack these groups (EINVAL): then
+        // only the caller's polling notices such changes.
+        for group in [RTNLGRP_IPV4_MCADDR, RTNLGRP_IPV6_MCADDR] {
+            let _ = sys::setsockopt(&fd, SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, &group);
+        }
         Ok(LinkMonitor {
             fd,
             buf: vec![0; 64 * 1024],
@@ -863,6 +880,13 @@ impl LinkMonitor {
                             new_ifindex,
                         }
                     })),
+                    RTM_NEWMULTICAST | RTM_DELMULTICAST => {
+                        // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
+                        if let Some(b) = p.get(4..8) {
+                            let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                            out.push(LinkEvent::Multicast { ifindex });
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -840,6 +840,11 @@ impl Manager {
                         allmulti: ls.allmulti.unwrap_or(0) > 0 || ls.flags & iff::ALLMULTI != 0,
                     };
                     self.tap_changed(lower, id, &obs);
+                    // Coming up, its stack joined groups (all-hosts, all-nodes): some have
+                    // an event of their own, link-level ones with IPv6 off have none.
+                    if obs.up {
+                        self.multicast_changed(ns, ls.ifindex);
+                    }
                 }
             }
             LinkEvent::Del {
@@ -860,6 +865,7 @@ impl Manager {
                 }
             }
             LinkEvent::Overrun => self.resync(ns),
+            LinkEvent::Multicast { ifindex } => self.multicast_changed(ns, ifindex),
         }
     }
 
@@ -1127,6 +1133,41 @@ impl Manager {
         }
         if after != before {
             self.commit(lower);
+        }
+    }
+
+    /// Re-reads the multicast list of the one device `ifindex` of namespace `ns` (a TAP or a
+    /// lower) after an event said it may have changed, and applies it at once.
+    pub fn multicast_changed(&mut self, ns: Option<NetnsId>, ifindex: u32) {
+        if let Some((lower, id)) = self.find_by_tap(ns, ifindex) {
+            let pe = self.ports.get_mut(&lower).expect("present");
+            if !pe.port.device(id).is_some_and(|d| d.up) {
+                return;
+            }
+            let e = &pe.devs[&id];
+            let read = NetnsHandle::run_in_opt(e.netns.as_ref(), || {
+                umacvlan_io::netlink::multicast_addresses(e.ifindex)
+            });
+            let Ok(Ok(mut g)) = read else { return };
+            g.sort_unstable();
+            g.dedup();
+            if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
+                let _ = pe.port.set_mc_list(id, g);
+                self.commit(lower);
+            }
+        }
+        let key = (ns, ifindex);
+        if let Some(pe) = self.ports.get_mut(&key) {
+            let read = NetnsHandle::run_in_opt(pe.netns.as_ref(), || {
+                umacvlan_io::netlink::multicast_addresses(ifindex)
+            });
+            let Ok(Ok(mut g)) = read else { return };
+            g.sort_unstable();
+            g.dedup();
+            if g != pe.port.lower().mc_list {
+                pe.port.lower_mc_list_changed(g);
+                self.commit(key);
+            }
         }
     }
 

@@ -196,6 +196,8 @@ pub struct World {
     tagseq: u32,
     /// Times the daemon had to be restarted.
     pub restarts: u32,
+    /// Sockets holding IP-level multicast memberships ([`World::join_ip`]).
+    joined: Vec<std::net::UdpSocket>,
     lab: Lab,
 }
 
@@ -239,6 +241,7 @@ impl World {
             seq: 0,
             tagseq: 0,
             restarts: 0,
+            joined: Vec::new(),
             lab,
         };
         w.make_veth()?;
@@ -996,6 +999,47 @@ impl World {
         });
     }
 
+    /// Joins IPv4 `group` on macvlan `dev` (whose address is `addr`) with a socket
+    /// (`IP_ADD_MEMBERSHIP`), held until the scenario ends. Recorded like a command.
+    pub fn join_ip(&mut self, dev: &str, group: [u8; 4], addr: [u8; 4]) {
+        let ns = self.dev_ns(dev);
+        let (g, a) = (
+            std::net::Ipv4Addr::from(group),
+            std::net::Ipv4Addr::from(addr),
+        );
+        let r = NetnsHandle::from_name(&ns).and_then(|h| {
+            h.run_in(|| -> std::io::Result<std::net::UdpSocket> {
+                let s = std::net::UdpSocket::bind((a, 0))?;
+                s.join_multicast_v4(&g, &a)?;
+                Ok(s)
+            })?
+        });
+        let code = match r {
+            Ok(s) => {
+                self.joined.push(s);
+                0
+            }
+            Err(_) => 1,
+        };
+        self.mc_dirty = true;
+        let out = CtlOut {
+            code,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        self.push(
+            "command",
+            "",
+            &format!("[{dev}] join {g}"),
+            Obs::Control { out },
+        );
+    }
+
+    /// Waits `ms` milliseconds (inside a step: a frame sent that long after a change).
+    pub fn pause(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
     /// Ends a step: waits for the frames to land, records where each was seen and every
     /// device's counter deltas.
     pub fn end(&mut self) {
@@ -1072,6 +1116,7 @@ impl World {
     /// with their MACs, MTU 1500, up. Clears the recording.
     pub fn reset(&mut self) -> Result<(), String> {
         self.step = None;
+        self.joined.clear();
         self.caps.clear();
         self.senders.clear();
         if self.kind == Kind::User {
