@@ -229,10 +229,18 @@ impl Accounted {
             .meta
             .as_ref()
             .is_some_and(|m| u8::from_str_radix(&m.dst[..2], 16).is_ok_and(|b| b & 1 == 1));
+        // The kernel counts a group frame a bridge macvlan floods to its bridge siblings
+        // (macvlan_broadcast on the transmit path, where skb->len already holds the Ethernet
+        // header) as len + ETH_HLEN: 14 bytes more than the copy captured. Copies that come
+        // back from the wire (a hairpin, other modes) are counted as captured.
+        let local_flood = d.meta.as_ref().is_some_and(|m| {
+            compare::mode_of(&m.from) == "bridge" && compare::mode_of(&d.item) == "bridge"
+        });
+        let extra = if group && local_flood { 14 } else { 0 };
         let n = d.kseen.len() as i64 - d.useen.len() as i64;
         self.packets += n;
-        self.bytes += d.kseen.iter().map(|c| c.len as i64).sum::<i64>()
-            - d.useen.iter().map(|c| c.len as i64).sum::<i64>();
+        self.bytes += d.kseen.iter().map(|c| c.len as i64 + extra).sum::<i64>()
+            - d.useen.iter().map(|c| c.len as i64 + extra).sum::<i64>();
         if group {
             self.multicast += n;
         }
