@@ -626,6 +626,8 @@ impl Manager {
         let settled = (|| -> io::Result<()> {
             entry.ifindex = entry.tap.ifindex()?;
             if after.up {
+                // The move also reset its qdisc.
+                noqueue_qdisc(&entry.tap);
                 entry.tap.set_up(true)?;
             }
             Ok(())
