@@ -369,8 +369,9 @@ pub struct Fanout {
 /// How to open a [`LowerSocket`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LowerOptions {
-    /// Do not receive frames this host sends on the device (`PACKET_IGNORE_OUTGOING`).
-    /// Default `true`: the daemon must not see its own transmissions again.
+    /// Do not receive frames this host sends on the device (`PACKET_IGNORE_OUTGOING`, and
+    /// `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` for a fanout group). Default `true`: the kernel
+    /// macvlan sees only the lower's receive path, never what the lower's host sends.
     pub ignore_outgoing: bool,
     /// Join a fanout group.
     pub fanout: Option<Fanout>,
@@ -644,10 +645,32 @@ impl LowerSocket {
             if f.group.is_none() {
                 flags |= libc::PACKET_FANOUT_FLAG_UNIQUEID;
             }
+            // Once in a fanout group, frames reach the socket through the group's hook, not
+            // its own, so the socket's PACKET_IGNORE_OUTGOING no longer applies; the group
+            // has its own flag (fanout_add sets it on the group's hook).
+            if opts.ignore_outgoing {
+                flags |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+            }
             let arg = (f.group.unwrap_or(0) as u32) | ((mode | flags) << 16);
             sys::setsockopt(&s.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
         }
         Ok(s)
+    }
+
+    /// A socket on device `ifindex` that only holds memberships: created with protocol 0
+    /// and never bound, it registers no packet hook, so it receives nothing (no frame is
+    /// copied to it) while its memberships program the device like any other socket's.
+    pub fn open_membership_holder(ifindex: u32) -> io::Result<Self> {
+        let fd = sys::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )?;
+        Ok(LowerSocket {
+            fd,
+            ifindex,
+            vnet: false,
+        })
     }
 
     /// Opens a socket on device `ifindex` of namespace `netns` (on a helper thread); `None`

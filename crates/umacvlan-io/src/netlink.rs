@@ -52,6 +52,10 @@ const NETNSA_NSID: u16 = 1;
 const NETNSA_FD: u16 = 3;
 
 const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_MCADDR: u32 = 37;
+const RTNLGRP_IPV6_MCADDR: u32 = 38;
+const RTM_NEWMULTICAST: u16 = 56;
+const RTM_DELMULTICAST: u16 = 57;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -747,6 +751,32 @@ impl RtNetlink {
         None
     }
 
+    /// Makes `noqueue` the device's root qdisc (`RTM_NEWQDISC`, create or replace: what
+    /// `tc qdisc replace dev DEV root noqueue` does), as a kernel macvlan has it
+    /// (`IFF_NO_QUEUE`): frames go straight to the driver.
+    pub fn set_root_qdisc_noqueue(&mut self, ifindex: u32) -> NlResult<()> {
+        const RTM_NEWQDISC: u16 = 36;
+        const NLM_F_REPLACE: u16 = 0x100;
+        const NLM_F_CREATE: u16 = 0x400;
+        const TCA_KIND: u16 = 1;
+        const TC_H_ROOT: u32 = 0xFFFF_FFFF;
+        let seq = self.next_seq();
+        let mut m = Msg::new(
+            RTM_NEWQDISC,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            seq,
+        );
+        // struct tcmsg: family, 3 bytes padding, ifindex, handle, parent, info.
+        m.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        m.0.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        m.0.extend_from_slice(&0u32.to_ne_bytes());
+        m.0.extend_from_slice(&TC_H_ROOT.to_ne_bytes());
+        m.0.extend_from_slice(&0u32.to_ne_bytes());
+        let req = m.attr_str(TCA_KIND, "noqueue").finish();
+        self.transact(&req, seq, |_, _| {})?;
+        Ok(())
+    }
+
     /// Deletes a device (`RTM_DELLINK`).
     pub fn del_link(&mut self, ifindex: u32) -> NlResult<()> {
         let seq = self.next_seq();
@@ -777,6 +807,13 @@ pub enum LinkEvent {
     },
     /// The kernel dropped notifications (`ENOBUFS`): re-read the state with a dump.
     Overrun,
+    /// An IP-level multicast membership of device `ifindex` was added or removed
+    /// (`RTM_NEWMULTICAST`/`RTM_DELMULTICAST` on `RTNLGRP_IPV4_MCADDR`/`RTNLGRP_IPV6_MCADDR`,
+    /// Linux 6.13 and later): its link-layer multicast list may have changed with it.
+    Multicast {
+        /// The device.
+        ifindex: u32,
+    },
 }
 
 /// A non-blocking netlink socket subscribed to `RTNLGRP_LINK` in the namespace it was created
@@ -803,6 +840,12 @@ impl LinkMonitor {
             libc::NETLINK_ADD_MEMBERSHIP,
             &RTNLGRP_LINK,
         )?;
+        // IP-level multicast joins and leaves (IP_ADD_MEMBERSHIP, the stack's own all-hosts
+        // and solicited-node groups). Kernels before 6.13 lack these groups (EINVAL): then
+        // only the caller's polling notices such changes.
+        for group in [RTNLGRP_IPV4_MCADDR, RTNLGRP_IPV6_MCADDR] {
+            let _ = sys::setsockopt(&fd, SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, &group);
+        }
         Ok(LinkMonitor {
             fd,
             buf: vec![0; 64 * 1024],
@@ -840,6 +883,13 @@ impl LinkMonitor {
                             new_ifindex,
                         }
                     })),
+                    RTM_NEWMULTICAST | RTM_DELMULTICAST => {
+                        // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
+                        if let Some(b) = p.get(4..8) {
+                            let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                            out.push(LinkEvent::Multicast { ifindex });
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -21,9 +21,19 @@ fn is_root() -> bool {
         == Some("0")
 }
 
+/// Whether a root test that cannot run must fail rather than skip: CI sets `CI`, and
+/// `UMACVLAN_REQUIRE_ROOT=1` asks for it by hand (a skip there would be a silent pass).
+fn root_tests_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("UMACVLAN_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+}
+
 macro_rules! require_root {
     () => {
         if !is_root() {
+            if root_tests_required() {
+                panic!("this root test cannot run (needs root), and CI or UMACVLAN_REQUIRE_ROOT=1 says it must");
+            }
             eprintln!("skipped: needs root");
             return;
         }

@@ -341,6 +341,22 @@ pub fn can_build_labs() -> bool {
     run(&["id", "-u"]).stdout.trim() == "0" && run(&["ip", "-V"]).ok()
 }
 
+/// Whether root tests must run rather than skip: CI sets `CI`, and
+/// `UMACVLAN_REQUIRE_ROOT=1` asks for it by hand. A skip there would be a silent pass.
+pub fn root_tests_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("UMACVLAN_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+}
+
+/// For a root test that cannot run: panics with `why` where root tests are required
+/// ([`root_tests_required`]), otherwise prints that the test was skipped.
+pub fn skip_root_test(why: &str) {
+    if root_tests_required() {
+        panic!("this root test cannot run ({why}), and CI or UMACVLAN_REQUIRE_ROOT=1 says it must");
+    }
+    eprintln!("skipped: {why}");
+}
+
 /// The network namespaces whose names start with `prefix` (what a lab left behind).
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
     run(&["ip", "netns", "list"])

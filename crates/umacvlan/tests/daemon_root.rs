@@ -435,7 +435,7 @@ fn the_counter_views_agree() {
 fn an_unprivileged_user_is_refused_like_ip_refuses_it() {
     need_root!();
     if !lab::run(&["id", "nobody"]).ok() {
-        eprintln!("skipped: no user `nobody`");
+        lab::skip_root_test("no user `nobody`");
         return;
     }
     let (mut lab, _host, _ext) = base("d-access", false);

@@ -8,7 +8,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
     if !lab::can_build_labs() {
-        eprintln!("skipped: needs root and iproute2");
+        lab::skip_root_test("needs root and iproute2");
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -63,7 +63,7 @@ fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
 #[test]
 fn an_interrupted_demo_still_removes_everything() {
     if !lab::can_build_labs() {
-        eprintln!("skipped: needs root and iproute2");
+        lab::skip_root_test("needs root and iproute2");
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

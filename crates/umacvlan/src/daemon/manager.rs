@@ -6,6 +6,7 @@
 //! both accepted it, so a refused request changes nothing.
 
 use super::dataplane::{Dataplane, View};
+use super::lower_refs::LowerRefs;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
@@ -72,6 +73,8 @@ struct PortEntry {
     /// Holds the lower's filter memberships; they vanish with it (and with the daemon).
     members_sock: LowerSocket,
     members: MembershipSet,
+    /// Promiscuity/allmulti references beyond the first (one per macvlan, as the kernel).
+    refs: LowerRefs,
     devs: BTreeMap<DevId, DevEntry>,
 }
 
@@ -400,6 +403,7 @@ impl Manager {
         // find it up in the data plane.
         if dev.up {
             let tap = self.ports[&lower_key].devs[&id].tap.clone();
+            noqueue_qdisc(&tap);
             if let Err(e) = tap.set_up(true) {
                 self.remove(lower_key, id);
                 return Err(e.into());
@@ -434,6 +438,7 @@ impl Manager {
             dp: Dataplane::start(lowers, view)?,
             members_sock,
             members: MembershipSet::new(),
+            refs: LowerRefs::new(),
             devs: BTreeMap::new(),
         })
     }
@@ -459,10 +464,6 @@ impl Manager {
             vnet_hdr: true,
             ..LowerOptions::default()
         };
-        let members_opts = LowerOptions {
-            rcvbuf: Some(4096),
-            ..LowerOptions::default()
-        };
         // All at once: one helper thread when the namespace is another one.
         let (lowers, members) = NetnsHandle::run_in_opt(ns, || -> io::Result<_> {
             let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
@@ -473,7 +474,7 @@ impl Manager {
                 }
                 lowers.push(Arc::new(s));
             }
-            let members = LowerSocket::open(ifindex, &members_opts)?;
+            let members = LowerSocket::open_membership_holder(ifindex)?;
             Ok((lowers, members))
         })??;
         Ok((lowers, members))
@@ -494,6 +495,13 @@ impl Manager {
         if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
         {
             tracing::warn!("lower filter update failed: {e}");
+        }
+        let f = pe.port.lower_filters();
+        if let Err(e) = pe
+            .refs
+            .sync(pe.netns.as_ref(), lower.1, f.promisc, f.allmulti)
+        {
+            tracing::warn!("lower promiscuity/allmulti references update failed: {e}");
         }
         // Our memberships change the lower's promiscuity and allmulti counts, which widen the
         // port filters: read them back. (Its multicast list is polled with the macvlans'.)
@@ -649,6 +657,8 @@ impl Manager {
         let settled = (|| -> io::Result<()> {
             entry.ifindex = entry.tap.ifindex()?;
             if after.up {
+                // The move also reset its qdisc.
+                noqueue_qdisc(&entry.tap);
                 entry.tap.set_up(true)?;
             }
             Ok(())
@@ -863,6 +873,11 @@ impl Manager {
                         allmulti: ls.allmulti.unwrap_or(0) > 0 || ls.flags & iff::ALLMULTI != 0,
                     };
                     self.tap_changed(lower, id, &obs);
+                    // Coming up, its stack joined groups (all-hosts, all-nodes): some have
+                    // an event of their own, link-level ones with IPv6 off have none.
+                    if obs.up {
+                        self.multicast_changed(ns, ls.ifindex);
+                    }
                 }
             }
             LinkEvent::Del {
@@ -883,6 +898,7 @@ impl Manager {
                 }
             }
             LinkEvent::Overrun => self.resync(ns),
+            LinkEvent::Multicast { ifindex } => self.multicast_changed(ns, ifindex),
         }
     }
 
@@ -1015,6 +1031,7 @@ impl Manager {
             pe.members_sock = members_sock;
             // The old memberships went with the old socket.
             pe.members = MembershipSet::new();
+            pe.refs.clear();
             Ok((rtnl, ls))
         })();
         let (rtnl, ls) = match moved {
@@ -1108,6 +1125,12 @@ impl Manager {
             if let Err(e) = port.set_up(id, obs.up) {
                 tracing::warn!(name = %before.name, "up refused: {e}");
             }
+            // Brought up with plain `ip`: the kernel gave the TAP its default qdisc.
+            if obs.up {
+                if let Some(e) = pe.devs.get(&id) {
+                    noqueue_qdisc(&e.tap);
+                }
+            }
         }
         if (obs.promisc, obs.allmulti) != (before.promisc, before.allmulti) {
             let _ = port.set_rx_flags(id, obs.promisc, obs.allmulti);
@@ -1143,6 +1166,41 @@ impl Manager {
         }
         if after != before {
             self.commit(lower);
+        }
+    }
+
+    /// Re-reads the multicast list of the one device `ifindex` of namespace `ns` (a TAP or a
+    /// lower) after an event said it may have changed, and applies it at once.
+    pub fn multicast_changed(&mut self, ns: Option<NetnsId>, ifindex: u32) {
+        if let Some((lower, id)) = self.find_by_tap(ns, ifindex) {
+            let pe = self.ports.get_mut(&lower).expect("present");
+            if !pe.port.device(id).is_some_and(|d| d.up) {
+                return;
+            }
+            let e = &pe.devs[&id];
+            let read = NetnsHandle::run_in_opt(e.netns.as_ref(), || {
+                umacvlan_io::netlink::multicast_addresses(e.ifindex)
+            });
+            let Ok(Ok(mut g)) = read else { return };
+            g.sort_unstable();
+            g.dedup();
+            if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
+                let _ = pe.port.set_mc_list(id, g);
+                self.commit(lower);
+            }
+        }
+        let key = (ns, ifindex);
+        if let Some(pe) = self.ports.get_mut(&key) {
+            let read = NetnsHandle::run_in_opt(pe.netns.as_ref(), || {
+                umacvlan_io::netlink::multicast_addresses(ifindex)
+            });
+            let Ok(Ok(mut g)) = read else { return };
+            g.sort_unstable();
+            g.dedup();
+            if g != pe.port.lower().mc_list {
+                pe.port.lower_mc_list_changed(g);
+                self.commit(key);
+            }
         }
     }
 
@@ -1304,8 +1362,28 @@ fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult
     )?;
     tap.set_mac(dev.mac)?;
     tap.set_mtu(dev.mtu)?;
+    // A TAP is born with carrier on, a state linkwatch never computed an operstate for
+    // (`ip` shows `state UNKNOWN`): one transition has it computed (`UP`), as for a kernel
+    // macvlan.
+    tap.set_carrier(false)?;
     tap.set_carrier(carrier)?;
     Ok(tap)
+}
+
+/// Gives the TAP a kernel macvlan's `noqueue` root qdisc as it comes up (a kernel macvlan,
+/// `IFF_NO_QUEUE`, shows `noop` until its first up and `noqueue` from then on; a TAP would
+/// get `pfifo_fast`). Set before the first up, it is what up keeps; moving the TAP to
+/// another namespace resets it, so it is set on every up. Failing leaves only the look.
+fn noqueue_qdisc(tap: &Tap) {
+    let r = tap.netns().and_then(|ns| {
+        let ifindex = tap.ifindex()?;
+        RtNetlink::open_in(Some(&ns))?
+            .set_root_qdisc_noqueue(ifindex)
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))
+    });
+    if let Err(e) = r {
+        tracing::warn!("could not give a TAP the noqueue qdisc: {e}");
+    }
 }
 
 /// Makes the TAP show what the engine says the macvlan is.
@@ -1318,6 +1396,9 @@ fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()
         tap.set_mtu(after.mtu)?;
     }
     if b.as_ref().is_none_or(|b| b.up != after.up) {
+        if after.up {
+            noqueue_qdisc(tap);
+        }
         tap.set_up(after.up)?;
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod control;
 pub mod counters;
 pub mod dataplane;
 pub mod guardian;
+pub mod lower_refs;
 pub mod manager;
 pub mod notify;
 pub mod privileges;

@@ -7,12 +7,13 @@ use umacvlan::lab::{self, Lab};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 
-/// Skips (passes with a note) when not root: CI runs as root, so these always run there.
+/// Skips (passes with a note) when not root; fails instead when `CI` is set or
+/// `UMACVLAN_REQUIRE_ROOT=1` (see `lab::skip_root_test`), so CI cannot pass by skipping.
 #[macro_export]
 macro_rules! need_root {
     () => {
         if !umacvlan::lab::can_build_labs() {
-            eprintln!("skipped: needs root and iproute2");
+            umacvlan::lab::skip_root_test("needs root and iproute2");
             return;
         }
     };

@@ -35,6 +35,9 @@ pub fn mac(dev: &str) -> &'static str {
         "s1" => "02:bb:00:00:00:08",
         "e0" => "02:bb:00:00:00:e0",
         "e1" => "02:bb:00:00:00:e1",
+        "hb0" => "02:bb:00:00:00:a0",
+        "hb1" => "02:bb:00:00:00:a1",
+        "hv0" => "02:bb:00:00:00:a2",
         "pt0" => LOWER_MAC,
         "ext" => EXT_MAC,
         _ => panic!("no MAC for {dev}"),
@@ -70,6 +73,13 @@ pub static SCENARIOS: &[(&str, Scenario)] = &[
     ("promisc-allmulti", promisc_allmulti),
     ("ip-stack", ip_stack),
     ("mc-poll-under-load", mc_poll_under_load),
+    ("lower-host-sends", lower_host_sends),
+    ("lower-host-sends-hairpin", lower_host_sends_hairpin),
+    ("lower-references", lower_references),
+    ("operstate-and-qdisc", operstate_and_qdisc),
+    ("macvlan-on-macvlan", macvlan_on_macvlan),
+    ("passthru-multicast", passthru_multicast),
+    ("joins-then-traffic", joins_then_traffic),
 ];
 
 // ---------------------------------------------------------------------------- helpers
@@ -81,16 +91,10 @@ fn add(w: &mut World, dev: &str, mode: &str, extra: &[&str]) {
 
 fn add_opts(w: &mut World, dev: &str, mode: &str, up: bool, link_opts: &[&str], extra: &[&str]) {
     let ns = format!("NS:{dev}");
-    let mut words = vec![
-        "link",
-        "add",
-        "link",
-        "low0",
-        "name",
-        dev,
-        "netns",
-        ns.as_str(),
-    ];
+    let mut words = vec!["link", "add", "link", "low0", "name", dev];
+    if !super::world::in_lower_ns(dev) {
+        words.extend(["netns", ns.as_str()]);
+    }
     if mode != "passthru" {
         words.extend(["address", mac(dev)]);
     }
@@ -1150,4 +1154,254 @@ fn mc_poll_under_load(w: &mut World) {
     w.keep_asking(2.0);
     probe(w, "ext", &["b0", "b1"]);
     probe(w, "b0", &["b1"]);
+}
+
+/// What the lower's own host sends on it — through its IP stack (an ARP-less unicast to a
+/// macvlan's MAC via a static neighbour, and a broadcast) and from a packet socket bound to
+/// the lower — never reaches a macvlan directly: the kernel macvlan sees only the lower's
+/// receive path. With a hairpin switch on the far side, the reflected copy does arrive
+/// (once).
+fn lower_host_sends_common(w: &mut World, with_hairpin: bool) {
+    for d in ["b0", "v0", "p0"] {
+        add(w, d, super::compare::mode_of(d), &[]);
+    }
+    if with_hairpin {
+        hairpin(w);
+    }
+    w.sh("h", &["ip", "addr", "add", "10.9.0.1/24", "dev", "low0"]);
+    for (ip, d) in [("10.9.0.2", "b0"), ("10.9.0.3", "v0")] {
+        w.sh(
+            "h",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac(d),
+                "dev",
+                "low0",
+                "nud",
+                "permanent",
+            ],
+        );
+    }
+    w.checkpoint("lower has an address");
+    w.step("the lower's host sends");
+    for d in ["b0", "v0", "p0"] {
+        w.send(&format!("low->{d}"), "low", eth(mac(d), LOWER_MAC));
+    }
+    w.send("low->broadcast", "low", eth(BCAST, LOWER_MAC));
+    w.send("low->G1", "low", eth(G1, LOWER_MAC));
+    w.send("low->unknown", "low", eth(UNK, LOWER_MAC));
+    w.send_udp("udp->b0", "low", [10, 9, 0, 1], [10, 9, 0, 2], mac("b0"));
+    w.send_udp("udp->v0", "low", [10, 9, 0, 1], [10, 9, 0, 3], mac("v0"));
+    w.send_udp(
+        "udp->broadcast",
+        "low",
+        [10, 9, 0, 1],
+        [10, 9, 0, 255],
+        BCAST,
+    );
+    w.end();
+}
+
+fn lower_host_sends(w: &mut World) {
+    lower_host_sends_common(w, false);
+}
+
+fn lower_host_sends_hairpin(w: &mut World) {
+    lower_host_sends_common(w, true);
+}
+
+/// Each promiscuous or allmulti macvlan holds its own reference on the lower (`ip -d link
+/// show` of the lower: `promiscuity 3`, `allmulti 2`), released as each goes down or off.
+fn lower_references(w: &mut World) {
+    for d in ["b0", "b1", "v0"] {
+        add(w, d, super::compare::mode_of(d), &[]);
+    }
+    for d in ["b0", "b1", "v0"] {
+        w.sh(d, &["ip", "link", "set", d, "promisc", "on"]);
+    }
+    for d in ["b0", "v0"] {
+        w.sh(d, &["ip", "link", "set", d, "allmulticast", "on"]);
+    }
+    w.settle();
+    w.checkpoint("three promisc, two allmulti");
+    w.sh("b0", &["ip", "link", "set", "b0", "down"]);
+    w.settle();
+    w.checkpoint("b0 down");
+    w.sh("v0", &["ip", "link", "set", "v0", "allmulticast", "off"]);
+    w.sh("b1", &["ip", "link", "set", "b1", "promisc", "off"]);
+    w.settle();
+    w.checkpoint("v0 allmulti off, b1 promisc off");
+    w.sh("b0", &["ip", "link", "set", "b0", "up"]);
+    w.settle();
+    w.checkpoint("b0 up again");
+    for d in ["b0", "b1", "v0"] {
+        w.sh(
+            d,
+            &[
+                "ip",
+                "link",
+                "set",
+                d,
+                "promisc",
+                "off",
+                "allmulticast",
+                "off",
+            ],
+        );
+    }
+    w.settle();
+    w.checkpoint("all off");
+}
+
+/// What plain `ip` shows of each macvlan (operstate, qdisc) and what `link show` reports,
+/// in the lower's namespace and in their own: created up or down, brought up with `ip`,
+/// the lower down and up again.
+fn operstate_and_qdisc(w: &mut World) {
+    add(w, "hb0", "bridge", &[]);
+    add(w, "b0", "bridge", &[]);
+    add_opts(w, "hv0", "vepa", false, &[], &[]);
+    add_opts(w, "v0", "vepa", false, &[], &[]);
+    w.settle();
+    w.checkpoint("created");
+    w.sh("hv0", &["ip", "link", "set", "hv0", "up"]);
+    w.sh("v0", &["ip", "link", "set", "v0", "up"]);
+    w.settle();
+    w.checkpoint("brought up with ip");
+    w.sh("h", &["ip", "link", "set", "low0", "down"]);
+    w.settle();
+    w.checkpoint("lower down");
+    w.sh("h", &["ip", "link", "set", "low0", "up"]);
+    w.settle();
+    w.checkpoint("lower up");
+    w.sh("b0", &["ip", "link", "set", "b0", "down"]);
+    w.settle();
+    w.checkpoint("b0 down");
+}
+
+/// A macvlan created on a macvlan sits on the real lower (`link` is low0), in the lower's
+/// namespace and elsewhere; frames reach it as any sibling's.
+fn macvlan_on_macvlan(w: &mut World) {
+    add(w, "hb0", "bridge", &[]);
+    w.ctl(&[
+        "link",
+        "add",
+        "link",
+        "hb0",
+        "name",
+        "hb1",
+        "address",
+        "02:bb:00:00:00:a1",
+        "up",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    w.ctl(&[
+        "link",
+        "add",
+        "link",
+        "hb0",
+        "name",
+        "b1",
+        "netns",
+        "NS:b1",
+        "address",
+        "02:bb:00:00:00:02",
+        "up",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    w.settle();
+    w.checkpoint("stacked");
+    probe(w, "ext", &["hb0", "hb1", "b1"]);
+    probe(w, "b1", &["hb0", "hb1"]);
+}
+
+/// A passthru macvlan receives multicast from the wire for the groups its own stack joined
+/// (IPv4 all-hosts, and 33:33:00:00:00:01) from the moment it is up, and for `ip maddr`
+/// groups, with the lower promiscuous and with `nopromisc`.
+fn passthru_multicast(w: &mut World) {
+    const GROUPS: [&str; 5] = [
+        "01:00:5e:00:00:01",
+        "33:33:00:00:00:01",
+        "01:00:5e:00:00:fb",
+        G1,
+        G2,
+    ];
+    for extra in [&[][..], &["nopromisc"][..]] {
+        add_opts(w, "pt0", "passthru", false, &[], extra);
+        w.sh("pt0", &["ip", "addr", "add", "10.9.0.2/24", "dev", "pt0"]);
+        w.checkpoint("created down");
+        w.step("pt0 up, traffic to its stack's groups 20 ms later");
+        w.sh("pt0", &["ip", "link", "set", "pt0", "up"]);
+        w.pause(20);
+        for g in GROUPS {
+            w.send(&format!("ext->{g}"), "ext", eth(g, EXT_MAC));
+        }
+        w.end();
+        join(w, "pt0", G1);
+        w.step("G1 joined");
+        for g in GROUPS {
+            w.send(&format!("ext->{g}"), "ext", eth(g, EXT_MAC));
+        }
+        w.end();
+        w.ctl(&["link", "del", "pt0"]);
+        w.settle();
+    }
+}
+
+/// Membership changes apply at once: a group frame sent 20 ms after an IP-level join, after
+/// a macvlan came up (its stack's all-hosts group) or after a `bcqueuelen` change is
+/// delivered as the kernel delivers it (`bclim` too, but the iproute2 6.1 here lacks it). (IGMP reports for link-local groups are off in the
+/// macvlans' namespaces, so no report traffic of random timing enters the counters.)
+fn joins_then_traffic(w: &mut World) {
+    add(w, "b0", "bridge", &[]);
+    add(w, "v0", "vepa", &[]);
+    add_opts(w, "b1", "bridge", false, &[], &[]);
+    for (d, a) in [
+        ("b0", "10.9.0.2/24"),
+        ("v0", "10.9.0.3/24"),
+        ("b1", "10.9.0.4/24"),
+    ] {
+        w.sh(
+            d,
+            &["sysctl", "-q", "net.ipv4.igmp_link_local_mcast_reports=0"],
+        );
+        w.sh(d, &["ip", "addr", "add", a, "dev", d]);
+    }
+    w.checkpoint("created");
+    const MDNS: &str = "01:00:5e:00:00:fb";
+    w.step("IPv4 join on b0, traffic 20 ms later");
+    w.join_ip("b0", [224, 0, 0, 251], [10, 9, 0, 2]);
+    w.pause(20);
+    w.send("ext->mdns", "ext", eth(MDNS, EXT_MAC));
+    w.send("v0->mdns", "v0", eth(MDNS, mac("v0")));
+    w.end();
+    w.step("IPv4 join on v0, traffic 20 ms later");
+    w.join_ip("v0", [224, 0, 0, 252], [10, 9, 0, 3]);
+    w.pause(20);
+    w.send("ext->252", "ext", eth("01:00:5e:00:00:fc", EXT_MAC));
+    w.send("b0->252", "b0", eth("01:00:5e:00:00:fc", mac("b0")));
+    w.end();
+    w.step("b1 up, traffic 20 ms later");
+    w.sh("b1", &["ip", "link", "set", "b1", "up"]);
+    w.pause(20);
+    for g in ["01:00:5e:00:00:01", "33:33:00:00:00:01", MDNS] {
+        w.send(&format!("ext->{g}"), "ext", eth(g, EXT_MAC));
+    }
+    w.end();
+    w.step("bcqueuelen 0 on b0, traffic 20 ms later");
+    w.ctl(&["link", "set", "b0", "type", "macvlan", "bcqueuelen", "0"]);
+    w.pause(20);
+    for i in 0..5 {
+        w.send(&format!("ext->mdns {i}"), "ext", eth(MDNS, EXT_MAC));
+    }
+    w.end();
 }

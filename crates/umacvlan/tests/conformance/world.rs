@@ -156,6 +156,9 @@ struct Pending {
     meta: FrameMeta,
     sent: String,
     seen: BTreeMap<String, Vec<Seen>>,
+    /// The bytes are the sending stack's (its IPv4 id differs between the worlds): compare
+    /// copies without their hash.
+    unhashed: bool,
 }
 
 struct Step {
@@ -193,6 +196,8 @@ pub struct World {
     tagseq: u32,
     /// Times the daemon had to be restarted.
     pub restarts: u32,
+    /// Sockets holding IP-level multicast memberships ([`World::join_ip`]).
+    joined: Vec<std::net::UdpSocket>,
     lab: Lab,
 }
 
@@ -236,6 +241,7 @@ impl World {
             seq: 0,
             tagseq: 0,
             restarts: 0,
+            joined: Vec::new(),
             lab,
         };
         w.make_veth()?;
@@ -266,8 +272,12 @@ impl World {
 
     // ------------------------------------------------------------------ namespaces, points
 
-    /// The namespace of macvlan `dev` (created on first use).
+    /// The namespace of macvlan `dev` (created on first use). Macvlans whose names start
+    /// with `h` live in the lower's own namespace `h`.
     pub fn dev_ns(&mut self, dev: &str) -> String {
+        if in_lower_ns(dev) {
+            return self.h.clone();
+        }
         if let Some(n) = self.nss.get(dev) {
             return n.clone();
         }
@@ -370,7 +380,7 @@ impl World {
                                         pkt: pkt_name(f.pkttype),
                                         len: f.orig_len,
                                         vlan: f.vlan.map(|v| v.tci),
-                                        sum: fnv1a(f.data),
+                                        sum: if pf.unhashed { 0 } else { fnv1a(f.data) },
                                     });
                                     got += 1;
                                     break;
@@ -685,11 +695,34 @@ impl World {
         v
     }
 
-    /// The netdev as the system shows it (the TAP, for umacvlan): MTU, MAC, up, carrier.
+    /// The netdev as plain `ip` shows it in its namespace (the TAP, for umacvlan): MTU,
+    /// MAC, up, carrier, operstate and qdisc.
     fn sys_json(&mut self, dev: &str) -> Value {
         let ns = self.dev_ns(dev);
-        let Some(v) = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", dev]) else {
-            return Value::Null;
+        // linkwatch computes the operstate after a carrier change, rate-limited to once a
+        // second: wait (bounded) until it agrees with the flags, in both worlds alike.
+        let settled = |v: &Value| {
+            let has = |f: &str| {
+                v["flags"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == f))
+            };
+            let op = v["operstate"].as_str().unwrap_or("");
+            match (has("UP"), has("LOWER_UP")) {
+                (false, _) => op == "DOWN",
+                (true, true) => op == "UP",
+                (true, false) => matches!(op, "DOWN" | "LOWERLAYERDOWN"),
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let v = loop {
+            let Some(v) = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", dev]) else {
+                return Value::Null;
+            };
+            if settled(&v) || Instant::now() > deadline {
+                break v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
         let flags: Vec<&str> = v["flags"]
             .as_array()
@@ -700,6 +733,8 @@ impl World {
             "address": v["address"],
             "up": flags.contains(&"UP"),
             "lower_up": flags.contains(&"LOWER_UP"),
+            "operstate": v["operstate"],
+            "qdisc": v["qdisc"],
         })
     }
 
@@ -918,7 +953,91 @@ impl World {
             meta,
             sent,
             seen: BTreeMap::new(),
+            unhashed: false,
         });
+    }
+
+    /// Sends a UDP datagram carrying a fresh tag through the IP stack of `point`'s namespace
+    /// (from `src`:40000 to `dst`:40001, broadcast allowed), so the frame is the host's
+    /// own, not a packet socket's. `dst_mac` is where the stack will address it (for the
+    /// report and the rules).
+    pub fn send_udp(
+        &mut self,
+        label: &str,
+        point: &str,
+        src: [u8; 4],
+        dst: [u8; 4],
+        dst_mac: &str,
+    ) {
+        self.tagseq += 1;
+        let tag = frames::tag(self.tagseq);
+        let (ns, _) = self.point(point);
+        let sent = match NetnsHandle::from_name(&ns).and_then(|h| {
+            h.run_in(|| -> std::io::Result<()> {
+                let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::from(src), 40000))?;
+                s.set_broadcast(true)?;
+                s.send_to(&tag, (std::net::Ipv4Addr::from(dst), 40001))?;
+                Ok(())
+            })?
+        }) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let meta = FrameMeta {
+            from: point.to_string(),
+            dst: dst_mac.to_string(),
+            desc: format!("UDP {src:?} -> {dst:?} through the IP stack"),
+        };
+        let st = self.step.as_mut().expect("send outside a step");
+        st.frames.push(Pending {
+            label: label.to_string(),
+            tag,
+            meta,
+            sent,
+            seen: BTreeMap::new(),
+            unhashed: true,
+        });
+    }
+
+    /// Joins IPv4 `group` on macvlan `dev` (whose address is `addr`) with a socket
+    /// (`IP_ADD_MEMBERSHIP`), held until the scenario ends. Recorded like a command.
+    pub fn join_ip(&mut self, dev: &str, group: [u8; 4], addr: [u8; 4]) {
+        let ns = self.dev_ns(dev);
+        let (g, a) = (
+            std::net::Ipv4Addr::from(group),
+            std::net::Ipv4Addr::from(addr),
+        );
+        let r = NetnsHandle::from_name(&ns).and_then(|h| {
+            h.run_in(|| -> std::io::Result<std::net::UdpSocket> {
+                let s = std::net::UdpSocket::bind((a, 0))?;
+                s.join_multicast_v4(&g, &a)?;
+                Ok(s)
+            })?
+        });
+        let code = match r {
+            Ok(s) => {
+                self.joined.push(s);
+                0
+            }
+            Err(_) => 1,
+        };
+        self.mc_dirty = true;
+        let out = CtlOut {
+            code,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        self.push(
+            "command",
+            "",
+            &format!("[{dev}] join {g}"),
+            Obs::Control { out },
+        );
+    }
+
+    /// Waits `ms` milliseconds (inside a step: a frame sent that long after a change).
+    pub fn pause(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
     }
 
     /// Ends a step: waits for the frames to land, records where each was seen and every
@@ -997,6 +1116,7 @@ impl World {
     /// with their MACs, MTU 1500, up. Clears the recording.
     pub fn reset(&mut self) -> Result<(), String> {
         self.step = None;
+        self.joined.clear();
         self.caps.clear();
         self.senders.clear();
         if self.kind == Kind::User {
@@ -1029,7 +1149,18 @@ impl World {
                 }
             }
         }
+        // Kernel macvlans living in the lower's namespace.
+        if let Some(v) = Self::json_all(&["ip", "-n", &self.h, "-j", "link", "show"]) {
+            for l in v {
+                if let Some(n) = l["ifname"].as_str().filter(|n| in_lower_ns(n)) {
+                    let _ = run(&["ip", "-n", &self.h, "link", "del", n]);
+                }
+            }
+        }
         let _ = run(&["ip", "-n", &self.x, "link", "del", "br0"]);
+        // Addresses and neighbours a scenario gave the lower's own stack.
+        let _ = run(&["ip", "-n", &self.h, "-4", "addr", "flush", "dev", "low0"]);
+        let _ = run(&["ip", "-n", &self.h, "neigh", "flush", "dev", "low0"]);
         // A lower that kept promiscuity/allmulti references after its macvlans went (the
         // kernel leaks a passthru macvlan's allmulti) is replaced.
         let lower = Self::json(&[
@@ -1080,6 +1211,11 @@ impl World {
             .as_array()
             .cloned()
     }
+}
+
+/// Macvlans named `h…` live in the lower's namespace (created there without `netns`).
+pub fn in_lower_ns(dev: &str) -> bool {
+    dev.starts_with('h')
 }
 
 /// Extra daemon flags from `CONFORMANCE_DAEMON_ARGS` (e.g. `--log umacvlan=debug`).
