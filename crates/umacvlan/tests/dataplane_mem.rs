@@ -309,7 +309,8 @@ fn a_full_lower_queue_holds_frames_back_instead_of_dropping_them() {
     for i in 0..20 {
         l.uppers[0].inject(&frame(EXT, mac(1), i));
     }
-    std::thread::sleep(Duration::from_millis(150));
+    // Held well inside the worker's 0.5 s patience, even on a loaded machine.
+    std::thread::sleep(Duration::from_millis(50));
     assert!(wire.take_sent().is_empty());
     wire.fail_sends(None);
     let sent = wire.wait_sent(20, T);
