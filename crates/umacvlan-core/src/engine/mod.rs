@@ -35,6 +35,7 @@
 mod bcqueue;
 mod counters;
 mod defrag;
+pub mod event;
 pub mod hash;
 mod port;
 mod snapshot;
@@ -46,7 +47,8 @@ pub use counters::{DevCounters, PortCounters};
 pub use defrag::{Defrag, DefragLimits, Defragmenter};
 pub use port::{DevId, Device, LowerFilters, LowerMacCause, LowerState, MacChange, Port, Removed};
 pub use snapshot::{
-    BcSource, Delivery, DevSnap, PortSnapshot, RxOutcome, RxReason, TxOutcome, TxReason,
+    rx_rule, tx_rule, BcSource, Delivery, DevSnap, PortSnapshot, RxOutcome, RxReason, Trace,
+    TraceLine, TxOutcome, TxReason,
 };
 pub use table::MacTable;
 pub use types::*;

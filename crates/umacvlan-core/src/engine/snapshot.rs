@@ -10,6 +10,11 @@ use super::table::MacTable;
 use super::types::{Mode, ModeMask, PacketType};
 use crate::wire::{ethertype, EthernetFrame, MacAddr, ETH_HLEN, VLAN_HLEN};
 
+// `explain` walks a decision after the fact from its outcome and this snapshot's private
+// state; being a child module it reads the fields without widening their visibility.
+mod explain;
+pub use explain::{rx_rule, tx_rule, Trace, TraceLine};
+
 /// A macvlan as the data plane sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DevSnap {
@@ -94,29 +99,32 @@ pub struct Delivery {
     pub refused: bool,
 }
 
-/// Why a received frame ended where it did (for tracing and tests).
+/// Why a received frame ended where it did (for tracing, monitoring and tests). The codes are
+/// fixed (`#[repr(u8)]`): monitor events carry them, and producers outside this crate (eBPF
+/// programs) emit the same numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum RxReason {
     /// Not addressed to any macvlan: only the lower's own stack takes it.
-    NotOurs,
+    NotOurs = 1,
     /// Unicast delivered to its macvlan.
-    Unicast,
+    Unicast = 2,
     /// Unicast for a source-mode macvlan's own address: left to the lower.
-    SourceModeTarget,
-    /// Passthru macvlan is down: dropped.
-    TargetDown,
+    SourceModeTarget = 3,
+    /// The target macvlan is down: dropped.
+    TargetDown = 4,
     /// A `nodst` source-mode macvlan took it; nothing else gets it.
-    NodstConsumed,
+    NodstConsumed = 5,
     /// Multicast sent by a private/passthru/source macvlan came back: only it gets it.
-    Reflected,
+    Reflected = 6,
     /// Multicast put on the broadcast queue.
-    Queued,
+    Queued = 7,
     /// Multicast flooded at once.
-    Flooded,
+    Flooded = 8,
     /// Multicast whose group is in neither port filter: nobody gets it.
-    Filtered,
+    Filtered = 9,
     /// Shorter than an Ethernet header or a truncated VLAN header: dropped and counted.
-    Malformed,
+    Malformed = 10,
 }
 
 /// What to do with one frame from the wire.
@@ -141,22 +149,23 @@ impl RxOutcome {
     }
 }
 
-/// Why a transmitted frame ended where it did.
+/// Why a transmitted frame ended where it did. Fixed codes, as for [`RxReason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum TxReason {
     /// Sent to the wire.
-    Wire,
+    Wire = 1,
     /// Bridge-mode multicast: flooded to bridge siblings and sent to the wire.
-    FloodAndWire,
+    FloodAndWire = 2,
     /// Bridge-mode unicast to a bridge sibling: looped through the lower's receive path.
-    Local,
-    /// Looped locally but the lower refused it (down, or larger than its MTU): dropped and
-    /// counted on the lower.
-    LocalRefused,
+    Local = 3,
+    /// Looped locally but the lower refused it (down, or larger than its MTU, or a cut VLAN
+    /// tag): dropped.
+    LocalRefused = 4,
     /// The sender is unknown or down.
-    SenderDown,
+    SenderDown = 5,
     /// Malformed frame.
-    Malformed,
+    Malformed = 6,
 }
 
 /// What to do with one frame a macvlan sent.
@@ -194,6 +203,16 @@ const FROM_OUTSIDE: ModeMask = ModeMask(
 const FROM_VEPA: ModeMask = ModeMask(Mode::Vepa as u32 | Mode::Bridge as u32);
 const FROM_OTHER: ModeMask = ModeMask(Mode::Vepa as u32);
 const BRIDGE_ONLY: ModeMask = ModeMask(Mode::Bridge as u32);
+
+/// The modes a frame from the wire is flooded to, by its sender (`macvlan_multicast_rx`).
+#[inline]
+fn flood_mask(src: Option<BcSource>) -> ModeMask {
+    match src {
+        None => FROM_OUTSIDE,
+        Some(s) if s.mode == Mode::Vepa => FROM_VEPA,
+        Some(_) => FROM_OTHER,
+    }
+}
 
 /// `skb->protocol` after the kernel's receive path has moved one outer VLAN tag out of the
 /// frame (`skb_vlan_untag`), and that tag's length. A tag cut short (a transmitted frame's
@@ -447,12 +466,7 @@ impl PortSnapshot {
         let Ok(f) = EthernetFrame::new_checked(frame) else {
             return;
         };
-        let mask = match src {
-            None => FROM_OUTSIDE,
-            Some(s) if s.mode == Mode::Vepa => FROM_VEPA,
-            Some(_) => FROM_OTHER,
-        };
-        self.broadcast(&f, src.map(|s| s.id), mask, false, false, out);
+        self.broadcast(&f, src.map(|s| s.id), flood_mask(src), false, false, out);
     }
 
     /// `macvlan_broadcast`. `gso`: the frame is a GSO super-frame, which
