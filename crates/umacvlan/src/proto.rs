@@ -66,6 +66,12 @@ pub enum Request {
     /// with [`Response::Ok`] or, for a refused file, an error whose message is
     /// `FILE:LINE: reason`.
     Reload,
+    /// Explain what the engine would do with a frame, sending nothing: answered with
+    /// [`Response::Trace`].
+    Trace(TraceRequest),
+    /// Stream frame decisions (`monitor`, `capture`): answered with [`Response::Ok`], then one
+    /// [`MonitorLine`] per line until the client closes the connection.
+    Monitor(MonitorRequest),
 }
 
 /// `link add [link] LOWER name NAME [address MAC] [mtu N] [netns NS] type macvlan …`.
@@ -147,6 +153,11 @@ pub enum Response {
     Ports {
         /// One entry per lower device with macvlans.
         ports: Vec<PortInfo>,
+    },
+    /// Answer to [`Request::Trace`].
+    Trace {
+        /// The decision tree.
+        trace: TraceReport,
     },
     /// The request was refused; nothing changed.
     Error {
@@ -268,6 +279,160 @@ pub struct PortInfo {
     /// Data-plane workers whose epoll set failed and that were restarted with a new one.
     #[serde(default)]
     pub worker_restarts: u64,
+}
+
+/// A frame to trace: `src MAC dst MAC [vlan N] [ethertype X] [size N]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FrameSpec {
+    /// Source MAC.
+    pub src: MacAddr,
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// An 802.1Q tag with this VLAN id (0–4095).
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// Ethertype (after the tag); default IPv4.
+    #[serde(default = "FrameSpec::default_ethertype")]
+    pub ethertype: u16,
+    /// Frame length in bytes, without FCS; default 60.
+    #[serde(default = "FrameSpec::default_size")]
+    pub size: u32,
+}
+
+impl FrameSpec {
+    fn default_ethertype() -> u16 {
+        0x0800
+    }
+    fn default_size() -> u32 {
+        60
+    }
+    /// Largest `size` accepted (a 64 KiB GSO frame).
+    pub const MAX_SIZE: u32 = 65535;
+
+    /// The frame's bytes: header, tag, zero payload, cut or padded to `size`.
+    pub fn build(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.size as usize);
+        b.extend_from_slice(&self.dst.octets());
+        b.extend_from_slice(&self.src.octets());
+        if let Some(v) = self.vlan {
+            b.extend_from_slice(&0x8100u16.to_be_bytes());
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&self.ethertype.to_be_bytes());
+        b.resize(self.size as usize, 0);
+        b
+    }
+}
+
+/// `trace dev NAME frame …` (the macvlan sends it) or `trace lower NAME frame …` (it arrives
+/// from the wire on that lower device).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TraceRequest {
+    /// The sending macvlan.
+    #[serde(default)]
+    pub dev: Option<String>,
+    /// The lower device it arrives on.
+    #[serde(default)]
+    pub lower: Option<String>,
+    /// The frame.
+    pub frame: FrameSpec,
+}
+
+/// Answer to a [`TraceRequest`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TraceReport {
+    /// Where the frame enters: `lower eth0` or `macvlan mv0 (bridge) on eth0`.
+    pub entry: String,
+    /// The frame as built, in words.
+    pub frame: String,
+    /// The steps and the verdict.
+    pub trace: umacvlan_core::engine::Trace,
+}
+
+/// Which frames of a macvlan `capture` takes.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Frames delivered to it.
+    Rx,
+    /// Frames it sent.
+    Tx,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// `monitor [dev NAME] [drops]` and `capture dev NAME [rx|tx|both]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MonitorRequest {
+    /// Only decisions this macvlan sent or received a copy of.
+    pub dev: Option<String>,
+    /// Only drops.
+    pub drops: bool,
+    /// Which side of `dev` (with `dev`; default both).
+    pub direction: Direction,
+    /// Carry up to this many bytes of each frame (`capture`); 0: none.
+    pub snaplen: u32,
+}
+
+/// One decision as `monitor` streams it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MonitorEvent {
+    /// Nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The lower device (the port).
+    pub lower: String,
+    /// Where the frame entered: `lower`, `macvlan` (sent by `dev`), `bcqueue` (flooded off the
+    /// broadcast queue).
+    pub entry: String,
+    /// The sending macvlan, for `macvlan`.
+    pub dev: Option<String>,
+    /// Source MAC.
+    pub src: MacAddr,
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// Ethertype after VLAN tags.
+    pub ethertype: u16,
+    /// Outer VLAN id.
+    pub vlan: Option<u16>,
+    /// Frame length.
+    pub len: u32,
+    /// The engine's reason (`RxReason`/`TxReason` name) and its fixed code.
+    pub reason: String,
+    /// The reason's code.
+    pub reason_code: u8,
+    /// The rule that decided, named as the spec names it.
+    pub rule: String,
+    /// Macvlans that received a copy (the first 16).
+    pub to: Vec<String>,
+    /// Copies written.
+    pub copies: u16,
+    /// Copies refused or not written.
+    pub failed: u16,
+    /// Counters the decision moved.
+    pub counters: Vec<String>,
+    /// A drop.
+    pub drop: bool,
+    /// The lower's own stack got it too.
+    pub lower_stack: bool,
+    /// Sent to the wire.
+    pub to_wire: bool,
+    /// The frame's first bytes in hex (`capture`), up to the snap length.
+    pub data: Option<String>,
+}
+
+/// One line of a [`Request::Monitor`] stream.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorLine {
+    /// A decision.
+    Event(Box<MonitorEvent>),
+    /// Events lost since the stream began (rings or the connection's queue were full),
+    /// sent whenever the count grows.
+    Lost(u64),
 }
 
 #[cfg(test)]

@@ -112,7 +112,8 @@ pub struct FrameEvent {
     /// [`RxReason`] or [`TxReason`] code, by `entry`.
     pub reason: u8,
     /// The deciding macvlan's mode bits (`MACVLAN_MODE_*`; 0: none): the sender's for
-    /// [`Entry::Macvlan`], the target's or reflected sender's for [`Entry::Lower`].
+    /// [`Entry::Macvlan`]; for [`Entry::Lower`] the target's (unicast) or the sending
+    /// sibling's (multicast); for [`Entry::BcQueue`] the sending sibling's.
     pub mode: u8,
     /// [`flag`] bits.
     pub flags: u8,
@@ -231,15 +232,18 @@ impl FrameEvent {
         e
     }
 
-    /// A frame taken off the broadcast queue and flooded to `deliveries`.
+    /// A frame taken off the broadcast queue and flooded to `deliveries`; `src_mode`: the
+    /// sending sibling's mode when a macvlan of the port sent it.
     pub fn flooded(
         port: u32,
         ts_ns: u64,
         frame: &[u8],
         deliveries: &[super::Delivery],
         failed: u16,
+        src_mode: Option<Mode>,
     ) -> FrameEvent {
         let mut e = FrameEvent::with_frame(Entry::BcQueue, port, ts_ns, frame);
+        e.mode = src_mode.map_or(0, |m| m.bits() as u8);
         e.reason = RxReason::Flooded as u8;
         e.copies = (deliveries.len() as u16).saturating_sub(failed);
         e.failed = failed;
@@ -278,7 +282,14 @@ impl FrameEvent {
 
     /// A drop: the decision sends the frame nowhere it was meant to go, or a copy failed.
     pub fn is_drop(&self) -> bool {
-        self.flags & flag::QUEUE_FULL != 0
+        // A flood no macvlan's filter let through reaches none of them (the lower's stack
+        // still gets a frame from the wire).
+        // (From a sibling — `mode` set — an empty flood is the mode rule working: bridge peers
+        // had the frame on the way out.)
+        let flooded_to_none =
+            self.rx_reason() == Some(RxReason::Flooded) && self.copies == 0 && self.mode == 0;
+        flooded_to_none
+            || self.flags & flag::QUEUE_FULL != 0
             || self.failed > 0
             || self.counters & counter::TX_DROPPED != 0
             || self.rx_reason().is_some_and(RxReason::is_drop)

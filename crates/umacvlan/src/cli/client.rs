@@ -117,6 +117,13 @@ impl Client {
             .map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))
     }
 
+    /// The connection's reading side, for a streaming answer ([`Request::Monitor`]), without
+    /// the per-read timeout.
+    pub fn into_stream(self) -> BufReader<UnixStream> {
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        self.reader
+    }
+
     /// [`Request::Hello`]: checks that the daemon speaks [`PROTOCOL_VERSION`]; returns its
     /// package version.
     pub fn hello(&mut self) -> Result<String, ClientError> {

@@ -11,6 +11,7 @@ pub mod client;
 pub mod cparse;
 pub mod json;
 pub mod macvlan;
+pub mod observe;
 pub mod parse;
 pub mod print;
 pub mod reload;
@@ -46,6 +47,11 @@ pub fn main_entry(args: Vec<String>) -> i32 {
         Invocation::Daemon(rest) => daemon_main(rest),
         Invocation::Demo(rest) => demo_main(rest),
         Invocation::Exit(e) => emit(&e),
+        Invocation::Observe {
+            opts,
+            object,
+            words,
+        } => observe::main(&opts, object, &words),
         Invocation::Run {
             opts,
             action,
@@ -200,6 +206,10 @@ pub fn render(opts: &GlobalOpts, action: &Action, resp: Response) -> Exit {
         },
         Response::Hello { .. } => fail(
             "umacvlan: bad answer from the daemon: a second hello\n".into(),
+            1,
+        ),
+        Response::Trace { .. } => fail(
+            "umacvlan: bad answer from the daemon: a trace to a link request\n".into(),
             1,
         ),
         Response::Ports { .. } => fail(

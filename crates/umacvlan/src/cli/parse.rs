@@ -108,6 +108,15 @@ pub enum Invocation {
     /// Print and exit (help, version, argument errors, errors the kernel would give
     /// before anything changes).
     Exit(Exit),
+    /// `monitor`, `trace`, `capture` (see [`super::observe`]).
+    Observe {
+        /// Global options.
+        opts: GlobalOpts,
+        /// `monitor`, `trace` or `capture`.
+        object: &'static str,
+        /// The words after the object.
+        words: Vec<String>,
+    },
     /// Ask the daemon.
     Run {
         /// Global options.
@@ -123,7 +132,7 @@ pub enum Invocation {
 pub const USAGE: &str = "Usage: umacvlan [ OPTIONS ] OBJECT { COMMAND | help }\n\
 \x20      umacvlan daemon [ ARGS ]\n\
 \x20      umacvlan demo [ ARGS ]\n\
-where  OBJECT := { link | stats | help }\n\
+where  OBJECT := { link | stats | monitor | trace | capture | help }\n\
 \x20      OPTIONS := { -V[ersion] | -s[tatistics] | -d[etails] |\n\
 \x20                   -h[uman-readable] | -iec | -j[son] | -p[retty] |\n\
 \x20                   --socket PATH }\n";
@@ -343,6 +352,15 @@ pub fn parse_with(args: &[String], netns_exists: &dyn Fn(&str) -> bool) -> Invoc
         Err(usage_exit(USAGE))
     } else if matches(object, "stats") {
         parse_stats(words)
+    } else if let Some(o) = ["monitor", "trace", "capture"]
+        .into_iter()
+        .find(|o| matches(object, o))
+    {
+        return Invocation::Observe {
+            opts,
+            object: o,
+            words: words.to_vec(),
+        };
     } else {
         Err(err_exit(
             format!("Object \"{object}\" is unknown, try \"umacvlan help\".\n"),

@@ -19,6 +19,8 @@ pub struct Inbox {
     queue: Mutex<VecDeque<(Request, mpsc::Sender<Response>)>>,
     /// Readable while requests wait.
     pub wake: EventFd,
+    /// Streams of frame decisions (`monitor`, `capture`), served by connection threads.
+    pub monitor: Arc<super::monitor::MonitorHub>,
 }
 
 impl Inbox {
@@ -27,6 +29,7 @@ impl Inbox {
         Ok(Arc::new(Inbox {
             queue: Mutex::new(VecDeque::new()),
             wake: EventFd::new()?,
+            monitor: super::monitor::MonitorHub::new(),
         }))
     }
 
@@ -154,11 +157,16 @@ pub fn decode(line: &[u8]) -> Result<Request, Response> {
     Ok(env.request)
 }
 
-/// Whether a request changes anything (and so needs a privileged client, as rtnetlink does).
+/// Whether a request changes anything (and so needs a privileged client, as rtnetlink does),
+/// or shows other hosts' traffic (monitor, capture: root only, as for tcpdump).
 fn mutates(r: &Request) -> bool {
     matches!(
         r,
-        Request::LinkAdd(_) | Request::LinkSet(_) | Request::LinkDel { .. } | Request::Reload
+        Request::LinkAdd(_)
+            | Request::LinkSet(_)
+            | Request::LinkDel { .. }
+            | Request::Reload
+            | Request::Monitor(_)
     )
 }
 
@@ -195,6 +203,18 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
                 Ok(req) if mutates(&req) && !privileged => Response::Error {
                     errno: libc::EPERM,
                     message: None,
+                },
+                // Valid (the manager checks the device): answered Ok, then the connection
+                // streams until the client leaves.
+                Ok(Request::Monitor(m)) => match inbox.call(Request::Monitor(m.clone())) {
+                    Response::Ok => {
+                        let sub = inbox.monitor.subscribe(m);
+                        if write_response(&mut out, &Response::Ok).is_ok() {
+                            super::monitor::stream(sub, &mut out, reader.get_ref());
+                        }
+                        return;
+                    }
+                    other => other,
                 },
                 Ok(req) => inbox.call(req),
                 Err(resp) => resp,

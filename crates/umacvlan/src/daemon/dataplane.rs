@@ -12,6 +12,7 @@
 //!   engine sees the frame, TAPs and the lower get the whole packet.
 
 use super::counters::CounterTable;
+use super::monitor::{self, PortTap, Ring};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::io;
@@ -61,6 +62,9 @@ struct Shared {
     worker_restarts: AtomicU64,
     /// Each worker's epoll fd (fault-injection tests replace it to make `epoll_wait` fail).
     epoll_fds: Vec<AtomicI32>,
+    /// Where decisions go while someone monitors (one ring per worker, then the broadcast
+    /// worker's).
+    tap: Arc<PortTap>,
 }
 
 /// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
@@ -127,6 +131,7 @@ impl Dataplane {
             quiescence: (0..=n).map(|_| Quiescence::default()).collect(),
             worker_restarts: AtomicU64::new(0),
             epoll_fds: (0..n).map(|_| AtomicI32::new(-1)).collect(),
+            tap: Arc::new(PortTap::new(n + 1)),
         });
         let mut dp = Dataplane {
             shared,
@@ -186,6 +191,11 @@ impl Dataplane {
         for w in &self.shared.wakes {
             let _ = w.notify();
         }
+    }
+
+    /// The monitor's side of this data plane (see [`monitor`]).
+    pub fn monitor_tap(&self) -> &Arc<PortTap> {
+        &self.shared.tap
     }
 
     /// The view in force.
@@ -473,6 +483,9 @@ impl Worker {
                 return;
             }
             let view = self.shared.view.load_full();
+            // Checked once per batch: the monitor's whole cost while nobody listens.
+            let ring = self.shared.tap.ring(self.index);
+            let ring = ring.as_deref();
             for i in 0..n {
                 let frame = self.batch.get(i);
                 let shared = &*self.shared;
@@ -486,13 +499,13 @@ impl Worker {
                     let now = self.epoch.elapsed().as_nanos() as u64;
                     match self.defrag.process(data, now) {
                         Defrag::Whole => {
-                            receive(shared, self.index, &view, frame.packet, &mut self.rx)
+                            receive(shared, self.index, &view, frame.packet, &mut self.rx, ring)
                         }
                         Defrag::Complete(whole) => {
                             self.whole.clear();
                             self.whole.resize(shared.hdr, 0);
                             self.whole.extend_from_slice(whole);
-                            receive(shared, self.index, &view, &self.whole, &mut self.rx)
+                            receive(shared, self.index, &view, &self.whole, &mut self.rx, ring)
                         }
                         Defrag::Held | Defrag::Dropped => {}
                     }
@@ -501,7 +514,7 @@ impl Worker {
                         shared.counters[self.index].defrag_dropped(d);
                     }
                 } else {
-                    receive(shared, self.index, &view, frame.packet, &mut self.rx);
+                    receive(shared, self.index, &view, frame.packet, &mut self.rx, ring);
                 }
             }
             if n < self.batch.capacity() {
@@ -519,6 +532,7 @@ impl Worker {
         };
         let hdr = self.shared.hdr;
         let mut used = 0;
+        let ring = self.shared.tap.ring(self.index);
         for _ in 0..TAP_BUDGET {
             if self.arena.len() - used < MAX_PACKET {
                 self.flush_wire(id);
@@ -545,8 +559,21 @@ impl Worker {
             view.snap
                 .transmit_offloaded(id, &packet[hdr..], gso, &mut self.tx);
             let c = &self.shared.counters[self.index];
+            let mut failed = 0u16;
             for d in &self.tx.deliveries {
-                deliver(&view, c, d, packet);
+                failed += u16::from(!deliver(&view, c, d, packet));
+            }
+            if let Some(r) = ring.as_deref() {
+                monitor::record_tx(
+                    &self.shared.tap,
+                    r,
+                    &view.snap,
+                    id,
+                    &packet[hdr..],
+                    &self.tx,
+                    failed,
+                    true,
+                );
             }
             if self.tx.lower_rx_dropped {
                 c.lower_rx_dropped();
@@ -576,6 +603,32 @@ impl Worker {
                 "TAP read failed ({e}): no longer read"
             );
         }
+    }
+
+    /// Tells the monitor that wire frame `i` of the arena could not be sent (`tx_dropped`).
+    fn record_failed_send(&self, id: DevId, i: usize) {
+        let Some(r) = self.shared.tap.ring(self.index) else {
+            return;
+        };
+        let (o, l, bytes) = self.wire[i];
+        let hdr = self.shared.hdr.min(l);
+        let failed_send = TxOutcome {
+            to_wire: true,
+            tx_bytes: bytes,
+            reason: Some(umacvlan_core::engine::TxReason::Wire),
+            ..TxOutcome::default()
+        };
+        let view = self.shared.view.load();
+        monitor::record_tx(
+            &self.shared.tap,
+            &r,
+            &view.snap,
+            id,
+            &self.arena[o + hdr..o + l],
+            &failed_send,
+            0,
+            false,
+        );
     }
 
     /// Sends the frames collected in the arena and counts each one's transmit.
@@ -609,6 +662,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => {
                     c.tx(id, self.wire[start].2, false);
+                    self.record_failed_send(id, start);
                     start += 1;
                 }
             }
@@ -622,33 +676,53 @@ const BACKPRESSURE_LIMIT: std::time::Duration = std::time::Duration::from_millis
 /// One wait for room on the lower.
 const BACKPRESSURE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Writes one delivery (unless refused) and counts it. `packet` is the vnet header (if any)
-/// and the frame.
+/// Writes one delivery (unless refused) and counts it; returns whether it was written.
+/// `packet` is the vnet header (if any) and the frame.
 #[inline]
-fn deliver(view: &View, c: &CounterTable, d: &umacvlan_core::engine::Delivery, packet: &[u8]) {
+fn deliver(
+    view: &View,
+    c: &CounterTable,
+    d: &umacvlan_core::engine::Delivery,
+    packet: &[u8],
+) -> bool {
     let written = !d.refused && view.upper(d.dev).is_some_and(|u| u.write(packet).is_ok());
     c.delivery(d, written);
+    written
 }
 
 /// Runs one packet from the wire through the engine and carries out the outcome.
-fn receive(shared: &Shared, worker: usize, view: &View, packet: &[u8], rx: &mut RxOutcome) {
-    view.snap
-        .receive(&packet[shared.hdr.min(packet.len())..], rx);
+/// `ring`: where the decision is recorded while someone monitors.
+fn receive(
+    shared: &Shared,
+    worker: usize,
+    view: &View,
+    packet: &[u8],
+    rx: &mut RxOutcome,
+    ring: Option<&Ring>,
+) {
+    let frame = &packet[shared.hdr.min(packet.len())..];
+    view.snap.receive(frame, rx);
     let c = &shared.counters[worker];
+    let mut failed = 0u16;
     for d in &rx.deliveries {
-        deliver(view, c, d, packet);
+        failed += u16::from(!deliver(view, c, d, packet));
     }
+    let mut queue_full = false;
     if let Some(src) = rx.enqueue {
         let cap = view.snap.bc_queue_len();
         let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
         if q.push((packet.to_vec(), src), cap).is_err() {
             c.lower_rx_dropped();
+            queue_full = true;
         } else {
             shared.bc_cv.notify_one();
         }
     }
     if rx.reason == Some(umacvlan_core::engine::RxReason::Malformed) {
         c.malformed();
+    }
+    if let Some(r) = ring {
+        monitor::record_rx(&shared.tap, r, &view.snap, frame, rx, failed, queue_full);
     }
 }
 
@@ -671,13 +745,18 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
         };
         let view = shared.view.load_full();
         let c = &shared.counters[index];
+        let ring = shared.tap.ring(index);
         let flooded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (packet, src) in items {
                 out.clear();
-                view.snap
-                    .flood_from_wire(&packet[shared.hdr.min(packet.len())..], src, &mut out);
+                let frame = &packet[shared.hdr.min(packet.len())..];
+                view.snap.flood_from_wire(frame, src, &mut out);
+                let mut failed = 0u16;
                 for d in &out {
-                    deliver(&view, c, d, &packet);
+                    failed += u16::from(!deliver(&view, c, d, &packet));
+                }
+                if let Some(r) = ring.as_deref() {
+                    monitor::record_flood(&shared.tap, r, frame, &out, failed, src);
                 }
             }
         }));

@@ -7,6 +7,9 @@
 
 use super::dataplane::{Dataplane, View};
 use super::lower_refs::LowerRefs;
+
+// trace and monitor requests (`impl Manager` in manager/observe.rs).
+mod observe;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
@@ -219,6 +222,8 @@ pub struct Manager {
     ports: BTreeMap<LowerKey, PortEntry>,
     opts: ManagerOptions,
     seq: u64,
+    /// Where ports' data planes report decisions while someone monitors.
+    monitor: Option<Arc<super::monitor::MonitorHub>>,
 }
 
 impl Manager {
@@ -230,6 +235,7 @@ impl Manager {
             ports: BTreeMap::new(),
             opts,
             seq: 0,
+            monitor: None,
         })
     }
 
@@ -244,6 +250,8 @@ impl Manager {
             }
             Request::LinkShow { name } => return self.show(name.as_deref()),
             Request::PortShow => return self.ports_info(),
+            Request::Trace(t) => return self.trace(&t),
+            Request::Monitor(m) => return self.monitor_check(&m),
             Request::LinkAdd(a) => self.link_add(&a),
             Request::LinkSet(s) => self.link_set(&s),
             Request::LinkDel { name } => self.link_del(&name),
@@ -431,11 +439,15 @@ impl Manager {
             snap: port.snapshot(),
             uppers: Vec::new(),
         };
+        let dp = Dataplane::start(lowers, view)?;
+        if let Some(hub) = &self.monitor {
+            hub.register(dp.monitor_tap());
+        }
         Ok(PortEntry {
             port,
             netns: None,
             rtnl: None,
-            dp: Dataplane::start(lowers, view)?,
+            dp,
             members_sock,
             members: MembershipSet::new(),
             refs: LowerRefs::new(),
@@ -491,6 +503,7 @@ impl Manager {
             uppers[id.index()] = Some(d.tap.clone());
         }
         pe.dp.publish(View { snap, uppers });
+        observe::publish_names(pe);
         let wanted = wanted_members(&pe.port);
         if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
         {

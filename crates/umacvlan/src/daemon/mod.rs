@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod guardian;
 pub mod lower_refs;
 pub mod manager;
+pub mod monitor;
 pub mod notify;
 pub mod privileges;
 pub mod state;
@@ -165,6 +166,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         ),
     }
     let inbox = control::Inbox::new()?;
+    mgr.set_monitor(inbox.monitor.clone());
 
     let (sig_rx, sig_tx) = UnixStream::pair()?;
     sig_rx.set_nonblocking(true)?;

@@ -163,6 +163,12 @@ pub fn rx_rule(reason: RxReason, mode: Option<Mode>, to: &str, copies: u32) -> S
             None => format!("own multicast reflected, back to {to} only"),
         },
         RxReason::Queued => "multicast: to the broadcast queue".into(),
+        RxReason::Flooded if copies == 0 => match mode {
+            Some(m) => {
+                format!("{m}: a sibling's multicast; no macvlan its mode floods to takes it")
+            }
+            None => "multicast filter: group not joined by any macvlan up".into(),
+        },
         RxReason::Flooded => format!("multicast: flooded to {copies} macvlans"),
         RxReason::Filtered => "multicast filter: group not joined".into(),
         RxReason::Malformed => "malformed: dropped".into(),
