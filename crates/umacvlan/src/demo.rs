@@ -170,6 +170,8 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
         }
     );
     check(interrupted)?;
+    monitor_excerpt(lab, &members)?;
+    check(interrupted)?;
 
     step(
         5,
@@ -242,4 +244,65 @@ fn reachability(lab: &Lab, nodes: &[(String, String, String)]) -> Vec<Vec<bool>>
         }
     });
     out
+}
+
+/// Shows what `umacvlan monitor` prints while the private macvlan tries to reach the bridge
+/// one and the bridge one pings the vepa one: one line per decision, each naming its rule.
+fn monitor_excerpt(lab: &Lab, members: &[Member]) -> Result<(), String> {
+    use std::io::BufRead;
+    println!("      What umacvlan decided, frame by frame (`umacvlan monitor`, private → bridge, bridge → vepa):");
+    let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(bin)
+        .arg("--socket")
+        .arg(lab.socket())
+        .arg("monitor")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start umacvlan monitor: {e}"))?;
+    let out = child.stdout.take().ok_or("no monitor output")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let (private_ns, bridge_ns) = (lab.ns_name(members[2].short), lab.ns_name(members[0].short));
+    let mut seen: Vec<String> = Vec::new();
+    // The monitor may subscribe after the first frames: repeat until both stories are told.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let told = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l.contains("private: own multicast reflected"))
+            && seen
+                .iter()
+                .any(|l| l.contains("from mv-bridge") && l.contains("bridge: to the wire"))
+    };
+    while std::time::Instant::now() < deadline && !told(&seen) {
+        seen.clear();
+        lab.exec(&private_ns, &["ping", "-c", "1", "-W", "1", &members[0].ip]);
+        lab.exec(&bridge_ns, &["ping", "-c", "1", "-W", "1", &members[1].ip]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen.extend(rx.try_iter());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // One line per distinct rule and sender, in order.
+    let mut shown = std::collections::HashSet::new();
+    for l in &seen {
+        let key = l
+            .splitn(3, ' ')
+            .nth(2)
+            .unwrap_or(l)
+            .replace(char::is_numeric, "");
+        if shown.insert(key) && shown.len() <= 10 {
+            println!("        {l}");
+        }
+    }
+    if !told(&seen) {
+        return Err("umacvlan monitor did not show the decisions".into());
+    }
+    Ok(())
 }

@@ -28,6 +28,8 @@ fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
         "[6/6]",
         "This is exactly what kernel macvlans show",
         "macvlan mode private",
+        "`umacvlan monitor`",
+        "private: own multicast reflected, back to mv-private only",
         "Cleaning up",
         "done.",
     ] {
