@@ -145,7 +145,8 @@ fn private_reflection_goes_back_to_its_sender_only() {
 fn unicast_from_the_wire_names_its_target() {
     let (p, _) = port_with(&[Bridge, Vepa]);
     let t = trace_rx(&p, &frame(mac(2), EXT, 60));
-    assert_eq!(t.verdict, "vepa: to mv1", "{}", dump(&t));
+    assert_eq!(t.verdict, "unicast: to mv1", "{}", dump(&t));
+    assert_eq!(t.copies, 1);
     assert!(has(&t, "dst lookup: 02:00:00:00:01:02 is mv1 (vepa, up)"));
     assert!(has(&t, "source mode: no macvlan lists src"));
     let t = trace_rx(&p, &frame(MacAddr([2, 0, 0, 0, 9, 9]), EXT, 60));
@@ -189,7 +190,8 @@ fn source_mode_copies_and_nodst_consumes() {
         "{}",
         dump(&t)
     );
-    assert_eq!(t.verdict, "bridge: to mv1");
+    assert_eq!(t.verdict, "unicast: to mv1");
+    assert_eq!(t.copies, 2, "the source-mode copy and the unicast one");
     p.change(
         ids[0],
         &MacvlanAttrs {
@@ -274,4 +276,28 @@ fn pause_and_malformed() {
     let t = trace_rx(&p, &[0u8; 10]);
     assert_eq!(t.verdict, "malformed: dropped");
     assert!(has(&t, "port: malformed +1"));
+}
+
+#[test]
+fn a_flood_after_source_copies_lists_each_flooded_macvlan() {
+    let (mut p, ids) = port_with(&[Source, Bridge, Vepa]);
+    p.change(
+        ids[0],
+        &MacvlanAttrs {
+            macaddr: Some(MacAddrOp::Add(EXT)),
+            bclim: Some(-1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t = trace_rx(&p, &frame(MacAddr::BROADCAST, EXT, 60));
+    assert_eq!(
+        t.verdict,
+        "multicast: flooded to 3 macvlans",
+        "{}",
+        dump(&t)
+    );
+    assert!(has(&t, "source mode: copy to mv0"), "{}", dump(&t));
+    assert!(has(&t, "-> copy to mv1 (broadcast)"), "{}", dump(&t));
+    assert!(has(&t, "-> copy to mv2 (broadcast)"), "{}", dump(&t));
 }

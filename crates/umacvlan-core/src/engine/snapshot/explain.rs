@@ -149,10 +149,7 @@ impl TxReason {
 pub fn rx_rule(reason: RxReason, mode: Option<Mode>, to: &str, copies: u32) -> String {
     match reason {
         RxReason::NotOurs => "not for a macvlan: to the lower's stack".into(),
-        RxReason::Unicast => match mode {
-            Some(m) => format!("{m}: to {to}"),
-            None => format!("unicast: to {to}"),
-        },
+        RxReason::Unicast => format!("unicast: to {to}"),
         RxReason::SourceModeTarget => {
             format!("source mode: {to}'s own address is not delivered; to the lower's stack")
         }
@@ -250,7 +247,6 @@ impl PortSnapshot {
                 ),
             );
         }
-        t.copies += ds.iter().filter(|d| !d.refused).count() as u32;
     }
 
     /// The source-mode step (`macvlan_forward_source`), shared by both kinds of destination.
@@ -363,6 +359,8 @@ impl PortSnapshot {
         let dst = f.dst();
         let mut to = String::new();
         let mut mode = None;
+        // Copies the broadcast queue would make when processed.
+        let mut queued_copies = None;
         if dst.is_multicast() {
             t.step(0, format!("dst {dst}: group address: multicast path"));
             self.explain_sources(&mut t, &f, &out.deliveries, name);
@@ -421,7 +419,12 @@ impl PortSnapshot {
                         Some(s) if s.mode == Mode::Vepa => "source is a sibling",
                         Some(_) => "source is a sibling (bridge peers had it on the way out)",
                     };
-                    let sources = t.copies;
+                    // Source-mode copies come first; floods never reach source-mode devices.
+                    let sources = out
+                        .deliveries
+                        .iter()
+                        .take_while(|d| self.device(d.dev).is_some_and(|x| x.mode == Mode::Source))
+                        .count();
                     if self.bc_filter.test(h) {
                         t.step(
                             0,
@@ -433,6 +436,7 @@ impl PortSnapshot {
                         );
                         let mut later = Vec::new();
                         self.flood_from_wire(frame, src, &mut later);
+                        queued_copies = Some(later.iter().filter(|d| !d.refused).count() as u32);
                         t.step(
                             1,
                             "when the queue is processed (with the snapshot then in force):",
@@ -449,7 +453,7 @@ impl PortSnapshot {
                         );
                     } else if self.mc_filter.test(h) {
                         t.step(0, format!("port multicast filter: bit {h} set: flood now"));
-                        let flooded = &out.deliveries[sources as usize..];
+                        let flooded = &out.deliveries[sources..];
                         self.explain_flood(
                             &mut t,
                             1,
@@ -460,7 +464,6 @@ impl PortSnapshot {
                             flooded,
                             name,
                         );
-                        t.copies = sources + flooded.iter().filter(|d| !d.refused).count() as u32;
                     } else {
                         t.step(
                             0,
@@ -521,6 +524,8 @@ impl PortSnapshot {
         if out.lower_stack {
             t.step(0, "the lower's own stack receives the frame too");
         }
+        t.copies = queued_copies
+            .unwrap_or_else(|| out.deliveries.iter().filter(|d| !d.refused).count() as u32);
         t.verdict = rx_rule(reason, mode, &to, t.copies);
         t.drop = reason.is_drop();
         t
