@@ -491,6 +491,14 @@ impl Worker {
                 let shared = &*self.shared;
                 if frame.truncated() {
                     shared.counters[self.index].malformed();
+                    if let Some(r) = ring {
+                        // Cut short by the socket: the engine never sees it.
+                        let out = RxOutcome {
+                            reason: Some(umacvlan_core::engine::RxReason::Malformed),
+                            ..RxOutcome::default()
+                        };
+                        monitor::record_rx(&shared.tap, r, &view.snap, frame.data, &out, 0, false);
+                    }
                     continue;
                 }
                 // Frames for groups may be IPv4 fragments to reassemble first.
