@@ -265,6 +265,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Monitor and capture show other hosts' traffic: root only, like a change.
+    #[test]
+    fn monitor_needs_a_privileged_client() {
+        assert!(mutates(&Request::Monitor(Default::default())));
+        assert!(!mutates(&Request::Trace(crate::proto::TraceRequest {
+            dev: Some("mv0".into()),
+            lower: None,
+            frame: crate::proto::FrameSpec {
+                src: umacvlan_core::wire::MacAddr::ZERO,
+                dst: umacvlan_core::wire::MacAddr::BROADCAST,
+                vlan: None,
+                ethertype: 0x0800,
+                size: 60,
+            },
+        })));
+    }
+
     #[test]
     fn decode_rejects_garbage_and_wrong_versions() {
         assert!(matches!(
