@@ -652,6 +652,32 @@ mod tests {
         );
     }
 
+    /// A broadcast the full queue refused is a drop, named with the port's queue length.
+    #[test]
+    fn a_full_broadcast_queue_is_named_with_its_length() {
+        let tap = PortTap::new(1);
+        tap.set_names("eth0", 2, 1000, vec![]);
+        tap.start(false);
+        let ring = tap.ring(0).unwrap();
+        let snap = umacvlan_core::engine::PortSnapshot::default();
+        let mut f = frame();
+        f[..6].copy_from_slice(&[0xff; 6]);
+        let out = RxOutcome {
+            lower_stack: true,
+            enqueue: Some(None),
+            reason: Some(RxReason::Queued),
+            ..RxOutcome::default()
+        };
+        record_rx(&tap, &ring, &snap, &f, &out, 0, true);
+        let rec = ring.q.pop().unwrap();
+        let names = tap.names.lock().unwrap().clone();
+        let e = describe(&rec, &names);
+        assert_eq!(e.rule, "broadcast queue full (bcqueuelen 1000): dropped");
+        assert!(e.drop);
+        assert_eq!(e.counters, vec!["lower_rx_dropped".to_string()]);
+        assert_eq!(e.reason, "queued");
+    }
+
     #[test]
     fn filters_by_device_direction_and_drops() {
         let ev = MonitorEvent {
