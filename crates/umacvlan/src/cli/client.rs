@@ -117,6 +117,73 @@ impl Client {
             .map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))
     }
 
+    /// Sends `requests` without waiting for each answer (at most `window` outstanding) and
+    /// returns the answers in order. The daemon applies what arrives together at once and
+    /// makes it durable with one state-file write. With `stop_on_error`, the daemon applies
+    /// none after the first that fails (those are answered `ECANCELED`; see
+    /// [`crate::proto::BatchEnvelope`]).
+    pub fn pipeline(
+        &mut self,
+        requests: &[Request],
+        window: usize,
+        stop_on_error: bool,
+    ) -> Result<Vec<Response>, ClientError> {
+        let window = window.max(1);
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut sent = 0;
+        while answers.len() < requests.len() {
+            let mut out = Vec::new();
+            while sent < requests.len() && sent - answers.len() < window {
+                let envelope = Envelope {
+                    version: PROTOCOL_VERSION,
+                    request: requests[sent].clone(),
+                };
+                let r = if stop_on_error {
+                    serde_json::to_writer(
+                        &mut out,
+                        &crate::proto::BatchEnvelope {
+                            envelope,
+                            stop_on_error,
+                        },
+                    )
+                } else {
+                    serde_json::to_writer(&mut out, &envelope)
+                };
+                r.map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))?;
+                out.push(b'\n');
+                sent += 1;
+            }
+            if !out.is_empty() {
+                self.writer
+                    .write_all(&out)
+                    .map_err(|e| ClientError::Io(self.path.clone(), e))?;
+            }
+            answers.push(self.read_answer()?);
+        }
+        Ok(answers)
+    }
+
+    fn read_answer(&mut self) -> Result<Response, ClientError> {
+        let mut buf = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_MESSAGE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ClientError::Io(self.path.clone(), e))?;
+        if n == 0 {
+            return Err(ClientError::Closed(self.path.clone()));
+        }
+        if buf.last() != Some(&b'\n') {
+            let why = if buf.len() > MAX_MESSAGE {
+                "answer longer than the protocol allows"
+            } else {
+                "answer cut short"
+            };
+            return Err(ClientError::Protocol(self.path.clone(), why.into()));
+        }
+        serde_json::from_slice(&buf)
+            .map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))
+    }
+
     /// [`Request::Hello`]: checks that the daemon speaks [`PROTOCOL_VERSION`]; returns its
     /// package version.
     pub fn hello(&mut self) -> Result<String, ClientError> {

@@ -250,7 +250,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             match *t {
                 TOKEN_INBOX => {
                     for (req, reply) in inbox.take() {
-                        let r = match (req, config_file.as_mut()) {
+                        let r = reply.apply(|| match (req, config_file.as_mut()) {
                             (crate::proto::Request::Reload, Some(c)) => {
                                 reload(&mut mgr, c, Some(&notifier))
                             }
@@ -261,7 +261,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                                 }
                             }
                             (req, _) => mgr.handle(req),
-                        };
+                        });
                         answers.push((reply, r));
                     }
                 }
