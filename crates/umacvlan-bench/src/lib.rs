@@ -18,6 +18,7 @@
 
 pub mod cmd;
 pub mod control;
+pub mod ctlscale;
 pub mod facts;
 pub mod l2;
 pub mod measure;

@@ -81,6 +81,30 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
     },
+    /// The control plane as users run it: N macvlans over K namespaces, `--state` on, each
+    /// block of 100 timed, then teardown; kernel `ip` beside, methods interleaved per
+    /// repetition. Prints one JSON line per run, then medians and ratios to kernel-batch.
+    Ctl {
+        /// umacvlan binaries to compare (each: LABEL=PATH or PATH).
+        #[arg(long, required = true)]
+        umacvlan: Vec<String>,
+        /// Macvlans.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Namespaces they are spread over.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Repetitions.
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+        /// Comma-separated: kernel-batch, kernel-each, client, pipelined, batch, cli.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "kernel-batch,kernel-each,client,pipelined,batch,cli"
+        )]
+        methods: Vec<String>,
+    },
     /// Remove what killed runs left behind (processes, namespaces, scratch files).
     Sweep,
     /// Redraw results.md and the plots of an earlier run from its results.json.
@@ -208,6 +232,13 @@ fn main() {
                 }
             }
         }
+        Cmd::Ctl {
+            umacvlan,
+            n,
+            k,
+            reps,
+            methods,
+        } => ctl(&umacvlan, n, k.max(1), reps.max(1), &methods),
         Cmd::Sweep => {
             for what in cmd::sweep() {
                 eprintln!("removed {what}");
@@ -225,6 +256,98 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn ctl(bins: &[String], n: usize, k: usize, reps: u32, methods: &[String]) -> i32 {
+    use umacvlan_bench::ctlscale::{median, run_one, CtlRun};
+    if let Err(e) = cmd::install_signal_handlers() {
+        fail(&e.to_string());
+    }
+    let bins: Vec<(String, PathBuf)> = bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| match b.split_once('=') {
+            Some((l, p)) => (l.to_string(), PathBuf::from(p)),
+            None => (format!("bin{i}"), PathBuf::from(b)),
+        })
+        .map(|(l, p)| (l, std::path::absolute(&p).unwrap_or(p)))
+        .collect();
+    let mut runs: Vec<CtlRun> = Vec::new();
+    for rep in 0..reps {
+        for m in methods {
+            let targets: Vec<&(String, PathBuf)> = if m.starts_with("kernel") {
+                bins.iter().take(1).collect()
+            } else {
+                bins.iter().collect()
+            };
+            for (label, path) in targets {
+                match run_one(m, n, k, path, label) {
+                    Ok(r) => {
+                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                        runs.push(r);
+                    }
+                    Err(e) => {
+                        eprintln!("rep {rep} {m} {label}: {e}");
+                        if cmd::interrupted() {
+                            cmd::remove_scratch();
+                            return 130;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cmd::remove_scratch();
+    // Ratios are taken per repetition (paired), then summarized.
+    let kb: Vec<&CtlRun> = runs.iter().filter(|r| r.method == "kernel-batch").collect();
+    let ke: Vec<&CtlRun> = runs.iter().filter(|r| r.method == "kernel-each").collect();
+    println!("n={n} k={k} reps={reps}: median [min..max]");
+    let fmt = |v: &[f64]| {
+        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        format!("{:.2} [{:.2}..{:.2}]", median(v), lo, hi)
+    };
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in &runs {
+        let key = (r.method.clone(), r.bin.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for (m, b) in keys {
+        let mine: Vec<&CtlRun> = runs
+            .iter()
+            .filter(|r| r.method == m && r.bin == b)
+            .collect();
+        let create: Vec<f64> = mine.iter().map(|r| r.create_ms).collect();
+        let del: Vec<f64> = mine.iter().map(|r| r.delete_ms).collect();
+        let growth: Vec<f64> = mine
+            .iter()
+            .filter(|r| r.blocks_ms.len() > 1)
+            .map(|r| r.blocks_ms[r.blocks_ms.len() - 1] / r.blocks_ms[0])
+            .collect();
+        let pair = |refs: &[&CtlRun], f: &dyn Fn(&CtlRun) -> f64| -> Vec<f64> {
+            mine.iter()
+                .zip(refs.iter())
+                .map(|(a, b)| f(a) / f(b))
+                .collect()
+        };
+        let vs_batch = pair(&kb, &|r| r.create_ms);
+        let vs_each = pair(&ke, &|r| r.create_ms);
+        let del_ratio = pair(&kb, &|r| r.delete_ms);
+        let stop: Vec<f64> = mine.iter().filter_map(|r| r.stop_ms).collect();
+        println!(
+            "{m:>13} {b:>6}: create {} ms; x kernel-batch {}; x kernel-each {}; last/first block {}; delete {} ms (x kernel {}); stop {} ms",
+            fmt(&create),
+            fmt(&vs_batch),
+            fmt(&vs_each),
+            fmt(&growth),
+            fmt(&del),
+            fmt(&del_ratio),
+            if stop.is_empty() { "-".into() } else { fmt(&stop) },
+        );
+    }
+    0
 }
 
 fn fail(msg: &str) -> ! {

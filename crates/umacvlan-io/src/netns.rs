@@ -36,6 +36,9 @@ pub struct NetnsId {
 #[derive(Debug)]
 pub struct NetnsHandle {
     file: File,
+    /// Read once when opened: a namespace file's identity cannot change while it is open, and
+    /// the daemon compares identities in loops over all its macvlans.
+    id: NetnsId,
 }
 
 impl NetnsHandle {
@@ -99,23 +102,28 @@ impl NetnsHandle {
         if nstype != libc::CLONE_NEWNET {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        Ok(NetnsHandle { file: fd.into() })
+        let file: File = fd.into();
+        let m = file.metadata()?;
+        Ok(NetnsHandle {
+            file,
+            id: NetnsId {
+                dev: m.dev(),
+                ino: m.ino(),
+            },
+        })
     }
 
     /// A second handle to the same namespace.
     pub fn try_clone(&self) -> io::Result<Self> {
         Ok(NetnsHandle {
             file: self.file.try_clone()?,
+            id: self.id,
         })
     }
 
     /// The namespace's identity (`st_dev`, `st_ino`).
     pub fn id(&self) -> io::Result<NetnsId> {
-        let m = self.file.metadata()?;
-        Ok(NetnsId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(self.id)
     }
 
     /// Whether both handles refer to the same namespace.

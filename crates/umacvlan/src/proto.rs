@@ -29,6 +29,19 @@ pub struct Envelope {
     pub request: Request,
 }
 
+/// A request line of a batch (`umacvlan -batch` without `-force`): an [`Envelope`] with
+/// `"stop_on_error": true`. Once one such request on a connection fails, every later one on
+/// it is answered `ECANCELED` and not applied — iproute2 stops a batch at its first error,
+/// and a pipelining client has already sent what follows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BatchEnvelope {
+    /// The request.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// Stop at the batch's first error.
+    pub stop_on_error: bool,
+}
+
 /// A network namespace named as iproute2 names it: `netns NAME` (a file under
 /// `/var/run/netns`) or `netns PID` (that process's namespace).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -678,3 +678,75 @@ fn link_set_failing_midway_puts_everything_back() {
     .unwrap();
     assert_eq!(link(&show_json(&lab), "mvbig")["mtu"], 65521);
 }
+
+#[test]
+fn a_batch_goes_pipelined_stops_at_its_first_error_and_is_durable() {
+    need_root!();
+    let (mut lab, host, _ext) = base("d-batch", false);
+    let state = std::env::temp_dir().join(format!("{}.state.json", lab.prefix()));
+    lab.stop_daemon("TERM");
+    lab.start_daemon(&host, &["--state", state.to_str().unwrap()])
+        .unwrap();
+    let c = lab.ns("c").unwrap();
+    let file = std::env::temp_dir().join(format!("{}.batch", lab.prefix()));
+    let add =
+        |n: &str| format!("link add link eth0 name {n} netns {c} up type macvlan mode bridge");
+    // Line 5 fails (the name is taken): ip stops there, so mvb9 must not exist although a
+    // pipelining client has already sent it.
+    let text = [
+        "# a comment".to_string(),
+        add("mvb0"),
+        add("mvb1"),
+        String::new(),
+        add("mvb0"),
+        add("mvb9"),
+    ]
+    .join("\n");
+    std::fs::write(&file, text).unwrap();
+    let r = lab.cli(&["-batch", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("Command failed {}:5", file.display())),
+        "{}",
+        r.stderr
+    );
+    let names: Vec<String> = show_json(&lab)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["mvb0", "mvb1"]);
+    // Answered means durable: the state file already holds both.
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("mvb0") && saved.contains("mvb1") && !saved.contains("mvb9"));
+    // -force goes on past the error (exit 1 still); `-batch -` reads standard input.
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "--socket",
+            lab.socket().to_str().unwrap(),
+            "-force",
+            "-batch",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let input = format!("{}\n{}\nlink del mvb1\n", add("mvb0"), add("mvb9"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Command failed -:1"));
+    lab::must(&["ip", "-n", &c, "link", "show", "mvb9"]).unwrap();
+    assert!(lab::must(&["ip", "-n", &c, "link", "show", "mvb1"]).is_err());
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(state);
+}

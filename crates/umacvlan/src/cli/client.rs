@@ -97,6 +97,63 @@ impl Client {
         self.writer
             .write_all(line.as_bytes())
             .map_err(|e| ClientError::Io(self.path.clone(), e))?;
+        self.read_answer()
+    }
+
+    /// The connection's reading side, for a streaming answer ([`Request::Monitor`]), without
+    /// the per-read timeout.
+    pub fn into_stream(self) -> BufReader<UnixStream> {
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        self.reader
+    }
+
+    /// Sends `requests` without waiting for each answer (at most `window` outstanding) and
+    /// returns the answers in order. The daemon applies what arrives together at once and
+    /// makes it durable with one state-file write. With `stop_on_error`, the daemon applies
+    /// none after the first that fails (those are answered `ECANCELED`; see
+    /// [`crate::proto::BatchEnvelope`]).
+    pub fn pipeline(
+        &mut self,
+        requests: &[Request],
+        window: usize,
+        stop_on_error: bool,
+    ) -> Result<Vec<Response>, ClientError> {
+        let window = window.max(1);
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut sent = 0;
+        while answers.len() < requests.len() {
+            let mut out = Vec::new();
+            while sent < requests.len() && sent - answers.len() < window {
+                let envelope = Envelope {
+                    version: PROTOCOL_VERSION,
+                    request: requests[sent].clone(),
+                };
+                let r = if stop_on_error {
+                    serde_json::to_writer(
+                        &mut out,
+                        &crate::proto::BatchEnvelope {
+                            envelope,
+                            stop_on_error,
+                        },
+                    )
+                } else {
+                    serde_json::to_writer(&mut out, &envelope)
+                };
+                r.map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))?;
+                out.push(b'\n');
+                sent += 1;
+            }
+            if !out.is_empty() {
+                self.writer
+                    .write_all(&out)
+                    .map_err(|e| ClientError::Io(self.path.clone(), e))?;
+            }
+            answers.push(self.read_answer()?);
+        }
+        Ok(answers)
+    }
+
+    fn read_answer(&mut self) -> Result<Response, ClientError> {
         let mut buf = Vec::new();
         let n = (&mut self.reader)
             .take(MAX_MESSAGE as u64 + 1)
@@ -115,13 +172,6 @@ impl Client {
         }
         serde_json::from_slice(&buf)
             .map_err(|e| ClientError::Protocol(self.path.clone(), e.to_string()))
-    }
-
-    /// The connection's reading side, for a streaming answer ([`Request::Monitor`]), without
-    /// the per-read timeout.
-    pub fn into_stream(self) -> BufReader<UnixStream> {
-        let _ = self.reader.get_ref().set_read_timeout(None);
-        self.reader
     }
 
     /// [`Request::Hello`]: checks that the daemon speaks [`PROTOCOL_VERSION`]; returns its

@@ -7,6 +7,7 @@
 //! argument errors exit 1 or 255 exactly where `ip` does, operation errors exit 2 with
 //! `Error: <extack>.` or `RTNETLINK answers: <strerror>`.
 
+pub mod batch;
 pub mod client;
 pub mod cparse;
 pub mod json;
@@ -42,6 +43,9 @@ pub fn main_entry(args: Vec<String>) -> i32 {
             a.extend(["--socket".to_string(), p.clone()]);
         }
         return reload::main(&a);
+    }
+    if let Some((opts, file, force)) = batch::split(&args) {
+        return batch::run(&opts, &file, force);
     }
     match parse(&args) {
         Invocation::Daemon(rest) => daemon_main(rest),

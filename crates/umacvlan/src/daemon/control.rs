@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,11 +16,40 @@ use umacvlan_io::epoll::EventFd;
 
 /// Requests waiting for the manager thread, and the eventfd that wakes it.
 pub struct Inbox {
-    queue: Mutex<VecDeque<(Request, mpsc::Sender<Response>)>>,
+    queue: Mutex<VecDeque<(Request, Reply)>>,
     /// Readable while requests wait.
     pub wake: EventFd,
     /// Streams of frame decisions (`monitor`, `capture`), served by connection threads.
     pub monitor: Arc<super::monitor::MonitorHub>,
+}
+
+/// Where a request's response goes.
+pub struct Reply {
+    tx: mpsc::Sender<Response>,
+    batch: Option<Arc<AtomicBool>>,
+}
+
+impl Reply {
+    /// Applies the request with `apply` unless its batch already failed (then `ECANCELED`,
+    /// nothing applied); a failure fails the batch.
+    pub fn apply(&self, apply: impl FnOnce() -> Response) -> Response {
+        let Some(failed) = &self.batch else {
+            return apply();
+        };
+        if failed.load(Ordering::SeqCst) {
+            return error(libc::ECANCELED, "an earlier command of the batch failed");
+        }
+        let r = apply();
+        if matches!(r, Response::Error { .. }) {
+            failed.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// Sends the response (a client that left is ignored).
+    pub fn send(self, r: Response) -> Result<(), mpsc::SendError<Response>> {
+        self.tx.send(r)
+    }
 }
 
 impl Inbox {
@@ -35,12 +64,25 @@ impl Inbox {
 
     /// Queues a request and waits for its response.
     pub fn call(&self, req: Request) -> Response {
+        Self::wait(self.submit(req, None))
+    }
+
+    /// Queues a request without waiting; its response arrives on the returned receiver.
+    /// With `batch`, the request is skipped (answered `ECANCELED`) once an earlier request
+    /// of the same batch failed, and its own failure marks the batch failed: iproute2's
+    /// `-batch` without `-force`, which stops at the first error.
+    pub fn submit(&self, req: Request, batch: Option<Arc<AtomicBool>>) -> mpsc::Receiver<Response> {
         let (tx, rx) = mpsc::channel();
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back((req, tx));
+            .push_back((req, Reply { tx, batch }));
         let _ = self.wake.notify();
+        rx
+    }
+
+    /// The response on `rx` (`ESHUTDOWN` if the daemon went away first).
+    pub fn wait(rx: mpsc::Receiver<Response>) -> Response {
         rx.recv().unwrap_or(Response::Error {
             errno: libc::ESHUTDOWN,
             message: Some("daemon is shutting down".into()),
@@ -48,7 +90,7 @@ impl Inbox {
     }
 
     /// Takes every waiting request.
-    pub fn take(&self) -> Vec<(Request, mpsc::Sender<Response>)> {
+    pub fn take(&self) -> Vec<(Request, Reply)> {
         let _ = self.wake.drain();
         self.queue
             .lock()
@@ -170,6 +212,13 @@ fn mutates(r: &Request) -> bool {
     )
 }
 
+/// Requests of one connection queued and not yet answered; beyond it the reader waits for
+/// the writer (a client that never reads cannot make the daemon queue without bound).
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Serves one connection, pipelined: this thread reads request lines and queues each at once
+/// (the manager applies what is queued together and makes it durable with one state-file
+/// write); a writer thread answers them in order.
 fn connection(stream: UnixStream, inbox: &Inbox) {
     // The socket is root's with mode 0600; should someone open it up, changes still need root
     // (like rtnetlink, which answers EPERM), while reading stays open to all.
@@ -182,6 +231,27 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
+    let (pending_tx, pending_rx) = mpsc::sync_channel::<mpsc::Receiver<Response>>(MAX_IN_FLIGHT);
+    let writer = std::thread::Builder::new()
+        .name("umv-conn-w".into())
+        .spawn(move || {
+            for rx in pending_rx {
+                if write_response(&mut out, &Inbox::wait(rx)).is_err() {
+                    // The client is gone: stop reading its requests too.
+                    let _ = out.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        });
+    let Ok(writer) = writer else {
+        return;
+    };
+    let ready = |r: Response| {
+        let (tx, rx) = mpsc::channel();
+        let _ = tx.send(r);
+        rx
+    };
+    let batch = Arc::new(AtomicBool::new(false));
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
@@ -190,43 +260,66 @@ fn connection(stream: UnixStream, inbox: &Inbox) {
             .take(MAX_MESSAGE as u64 + 1)
             .read_until(b'\n', &mut line)
         {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let resp = if n > MAX_MESSAGE {
-            error(libc::EMSGSIZE, "request too large")
+        let rx = if n > MAX_MESSAGE {
+            ready(error(libc::EMSGSIZE, "request too large"))
         } else if line.last() != Some(&b'\n') {
             // The client went away mid-request.
-            return;
+            break;
         } else {
-            match decode(&line) {
-                Ok(req) if mutates(&req) && !privileged => Response::Error {
+            match decode_flags(&line) {
+                Ok((req, _)) if mutates(&req) && !privileged => ready(Response::Error {
                     errno: libc::EPERM,
                     message: None,
-                },
-                // Valid (the manager checks the device): answered Ok, then the connection
-                // streams until the client leaves.
-                Ok(Request::Monitor(m)) => match inbox.call(Request::Monitor(m.clone())) {
-                    Response::Ok => {
-                        let sub = inbox.monitor.subscribe(m);
-                        if write_response(&mut out, &Response::Ok).is_ok() {
-                            super::monitor::stream(sub, &mut out, reader.get_ref());
-                        }
+                }),
+                Ok((Request::Monitor(m), _)) => {
+                    // A stream until the client leaves: the answers queued before it first,
+                    // then its own, then the events, on this thread.
+                    drop(pending_tx);
+                    let _ = writer.join();
+                    let Ok(mut out) = reader.get_ref().try_clone() else {
                         return;
+                    };
+                    match inbox.call(Request::Monitor(m.clone())) {
+                        Response::Ok => {
+                            let sub = inbox.monitor.subscribe(m);
+                            if write_response(&mut out, &Response::Ok).is_ok() {
+                                super::monitor::stream(sub, &mut out, reader.get_ref());
+                            }
+                        }
+                        other => {
+                            let _ = write_response(&mut out, &other);
+                        }
                     }
-                    other => other,
-                },
-                Ok(req) => inbox.call(req),
-                Err(resp) => resp,
+                    return;
+                }
+                Ok((req, stop_on_error)) => inbox.submit(req, stop_on_error.then(|| batch.clone())),
+                Err(resp) => ready(resp),
             }
         };
-        if write_response(&mut out, &resp).is_err() {
-            return;
-        }
-        if n > MAX_MESSAGE {
-            return;
+        if pending_tx.send(rx).is_err() || n > MAX_MESSAGE {
+            break;
         }
     }
+    // Requests already queued are still applied and answered.
+    drop(pending_tx);
+    let _ = writer.join();
+}
+
+/// [`decode`], and whether the line asks to stop at its batch's first error
+/// ([`crate::proto::BatchEnvelope`]).
+fn decode_flags(line: &[u8]) -> Result<(Request, bool), Response> {
+    #[derive(serde::Deserialize)]
+    struct Flags {
+        #[serde(default)]
+        stop_on_error: bool,
+    }
+    let req = decode(line)?;
+    let flags: Flags = serde_json::from_slice(line)
+        .map_err(|e| error(libc::EINVAL, &format!("malformed request: {e}")))?;
+    Ok((req, flags.stop_on_error))
 }
 
 #[cfg(test)]

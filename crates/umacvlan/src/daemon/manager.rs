@@ -13,7 +13,7 @@ mod observe;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 use umacvlan_core::engine::{
@@ -792,6 +792,20 @@ impl Manager {
 
     fn show(&self, name: Option<&str>) -> Response {
         let mut all: Vec<(u64, LinkInfo)> = Vec::new();
+        // A namespace's name is looked up once per answer, not once per macvlan (each lookup
+        // reads /var/run/netns).
+        let names = std::cell::RefCell::new(HashMap::<NetnsId, String>::new());
+        let ns_name = |n: &NetnsHandle| -> String {
+            let id = n.id().ok();
+            if let Some(s) = id.and_then(|i| names.borrow().get(&i).cloned()) {
+                return s;
+            }
+            let s = n.name().ok().flatten().unwrap_or_else(|| "?".into());
+            if let Some(i) = id {
+                names.borrow_mut().insert(i, s.clone());
+            }
+            s
+        };
         for pe in self.ports.values() {
             for d in pe.port.devices() {
                 if name.is_some_and(|n| n != d.name) {
@@ -801,7 +815,10 @@ impl Manager {
                     continue;
                 };
                 let c = pe.dp.counters(d.id);
-                all.push((e.seq, link_info(&pe.port, pe.netns.as_ref(), d, e, c)));
+                all.push((
+                    e.seq,
+                    link_info(&pe.port, pe.netns.as_ref(), d, e, c, &ns_name),
+                ));
             }
         }
         if name.is_some() && all.is_empty() {
@@ -1426,6 +1443,7 @@ fn link_info(
     d: &Device,
     e: &DevEntry,
     c: DevCounters,
+    ns_name: &dyn Fn(&NetnsHandle) -> String,
 ) -> LinkInfo {
     let lower = port.lower();
     let nsid = |n: Option<&NetnsHandle>| n.map(|n| n.id().ok());
@@ -1469,7 +1487,6 @@ fn link_info(
         }
         _ => port.operstate_seen_from(d.id, None),
     };
-    let ns_name = |n: &NetnsHandle| n.name().ok().flatten().unwrap_or_else(|| "?".into());
     LinkInfo {
         ifindex: e.ifindex,
         ifname: d.name.clone(),

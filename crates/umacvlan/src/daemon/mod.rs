@@ -222,6 +222,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     epoll.add(own.as_raw_fd(), TOKEN_MONITOR, Interest::READABLE)?;
     monitors.push((None, None, own));
     let mut saved = mgr.config();
+    // A write that failed is tried again on the next turn.
+    let mut unsaved = false;
     let mut events = Events::with_capacity(16);
     let mut last_poll = std::time::Instant::now();
     let mut link_events = Vec::new();
@@ -248,11 +250,22 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         let mut stop = false;
         // Answers wait until the state file holding their changes is durable (below).
         let mut answers = Vec::new();
+        // Whether the configuration may have changed this turn: only then is it rebuilt and
+        // compared with the saved one (an O(N) walk; the stats tree asks for a show every
+        // second, and the multicast poll runs twice a second).
+        let mut touched = false;
         for t in &ready {
             match *t {
                 TOKEN_INBOX => {
                     for (req, reply) in inbox.take() {
-                        let r = match (req, config_file.as_mut()) {
+                        touched |= matches!(
+                            req,
+                            crate::proto::Request::LinkAdd(_)
+                                | crate::proto::Request::LinkSet(_)
+                                | crate::proto::Request::LinkDel { .. }
+                                | crate::proto::Request::Reload
+                        );
+                        let r = reply.apply(|| match (req, config_file.as_mut()) {
                             (crate::proto::Request::Reload, Some(c)) => {
                                 reload(&mut mgr, c, Some(&notifier))
                             }
@@ -263,12 +276,13 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                                 }
                             }
                             (req, _) => mgr.handle(req),
-                        };
+                        });
                         answers.push((reply, r));
                     }
                 }
                 TOKEN_SIGNAL => stop = true,
                 TOKEN_RELOAD => {
+                    touched = true;
                     let mut buf = [0u8; 16];
                     while matches!(io::Read::read(&mut &hup_rx, &mut buf), Ok(n) if n > 0) {}
                     match config_file.as_mut() {
@@ -287,6 +301,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                     link_events.clear();
                     let _ = m.recv_events(&mut link_events);
                     for ev in link_events.drain(..) {
+                        touched = true;
                         mgr.link_event(ns, ev);
                     }
                 }
@@ -313,6 +328,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                     (Ok(m), Ok(h)) => {
                         monitors.push((id, Some(h), m));
                         changed = true;
+                        touched = true;
                         // Catch changes made there between creating the TAP (or following the
                         // lower) and watching its namespace.
                         mgr.link_event(id, LinkEvent::Overrun);
@@ -338,11 +354,12 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             }
         }
         mgr.sync_guardian();
-        if let Some(p) = &args.state {
+        if let Some(p) = args.state.as_ref().filter(|_| touched || unsaved) {
             let now = mgr.config();
             if now != saved {
                 // One write for every change made since the last one, requests and followed
                 // system changes alike.
+                unsaved = true;
                 if let Err(e) = state::save(p, &now) {
                     tracing::error!("cannot write state {}: {e}", p.display());
                     for (_, answer) in answers.iter_mut() {
@@ -358,6 +375,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                     }
                 } else {
                     saved = now;
+                    unsaved = false;
                 }
             }
         }
