@@ -155,6 +155,10 @@ impl NetnsHandle {
     /// Runs `f` on a fresh thread that has entered this namespace, waits for it and returns its
     /// result. A panic in `f` is resumed on the caller's thread. The calling thread's own
     /// namespace is never changed.
+    ///
+    /// Needs `CAP_SYS_ADMIN`, which the daemon does not keep: to create a descriptor in another
+    /// namespace use [`socket_in`] and [`open_in`], which go through the broker when one is
+    /// installed.
     pub fn run_in<T, F>(&self, f: F) -> io::Result<T>
     where
         F: FnOnce() -> T + Send,
@@ -337,7 +341,16 @@ impl Broker {
         })?;
         let mut buf = [0u8; BROKER_MSG];
         loop {
-            let (n, mut fds) = sys::recv_with_fds(sock, &mut buf)?;
+            let (n, mut fds) = sys::recv_with_fds(sock, &mut buf).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the namespace broker did not answer within {BROKER_TIMEOUT:?}"),
+                    )
+                } else {
+                    e
+                }
+            })?;
             if n == 0 {
                 return Err(gone());
             }
