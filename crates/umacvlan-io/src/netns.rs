@@ -550,6 +550,31 @@ mod tests {
     }
 
     #[test]
+    fn a_late_answer_is_never_taken_for_the_next_requests() {
+        let (client, server) = Broker::pair().unwrap();
+        let fake = std::thread::spawn(move || {
+            let mut buf = [0u8; BROKER_MSG];
+            let (n, _) = sys::recv_with_fds(&server, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"1 pidns 7");
+            // An answer to an earlier request, with a descriptor, then the right one.
+            let stale = File::open("/dev/null").unwrap();
+            sys::send_with_fd(&server, b"0 ok", Some(stale.as_fd())).unwrap();
+            sys::send_with_fd(&server, format!("1 err {}", libc::ESRCH).as_bytes(), None).unwrap();
+            let (n, _) = sys::recv_with_fds(&server, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"2 pidns 8");
+            sys::send_with_fd(&server, b"2 nonsense", None).unwrap();
+            // Closing is "gone".
+        });
+        let e = client.request("pidns 7", None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+        let e = client.request("pidns 8", None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        fake.join().unwrap();
+        let e = client.request("pidns 9", None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+    }
+
+    #[test]
     fn rejects_bad_names_and_non_netns_files() {
         assert!(NetnsHandle::from_name("../x").is_err());
         assert!(NetnsHandle::from_name("").is_err());
