@@ -321,6 +321,12 @@ impl Broker {
         let mut guard = self.sock.lock().unwrap_or_else(|p| p.into_inner());
         guard.1 += 1;
         let (sock, id) = (&guard.0, guard.1);
+        if req.len() > BROKER_MSG - 24 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "request too long for the namespace broker",
+            ));
+        }
         let gone = || {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,

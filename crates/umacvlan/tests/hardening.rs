@@ -68,7 +68,7 @@ fn assert_only(pid: u32, caps: &[u32]) {
 #[test]
 fn the_daemon_keeps_only_the_capabilities_it_needs() {
     need_root!();
-    let (mut lab, _host, ext) = base("h-caps", false);
+    let (mut lab, host, ext) = base("h-caps", false);
     // Everything still works with the reduced set: a TAP created in another namespace by
     // name and by pid, a port with workers, traffic.
     let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
@@ -111,6 +111,55 @@ fn the_daemon_keeps_only_the_capabilities_it_needs() {
         .contains("mtu 1400"));
     lab.addr(&b, "mva", "10.50.0.11/24").unwrap();
     assert!(lab.ping(&b, "10.50.0.1", 2));
+    // Moved by hand to a namespace no name leads to, only a process with all capabilities:
+    // still followed (the TAP names its namespace; the monitor there is made by the broker).
+    let mut anon = std::process::Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_for("anonymous namespace", || {
+        std::fs::read_link(format!("/proc/{}/ns/net", anon.id())).ok()
+            != std::fs::read_link("/proc/self/ns/net").ok()
+    });
+    let anon_pid = anon.id().to_string();
+    lab::must(&["ip", "-n", &b, "link", "set", "mva", "netns", &anon_pid]).unwrap();
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "mva", "mtu", "1280",
+    ])
+    .unwrap();
+    wait_for("mtu 1280 followed in the anonymous namespace", || {
+        link(&show_json(&lab), "mva")["mtu"] == 1280
+    });
+    // The lower moved there too: the daemon cannot even stat that namespace's file, so it is
+    // found through the broker (RTM_GETNSID on each /proc/PID/ns/net it opens), and mvb keeps
+    // its lower and its traffic.
+    // (mva leaves first, so that the daemon holds no handle of that namespace.)
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "mva", "netns", &b,
+    ])
+    .unwrap();
+    wait_for("mva followed back", || {
+        link(&show_json(&lab), "mva")["link_netns"] == b.as_str()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    lab.addr(&b, "mvb", "10.50.0.12/24").unwrap();
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "netns", &anon_pid]).unwrap();
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "eth0", "up",
+    ])
+    .unwrap();
+    wait_for(
+        "mvb forwards over the lower in the anonymous namespace",
+        || lab.ping(&b, "10.50.0.1", 1),
+    );
+    assert!(link(&show_json(&lab), "mvb").is_object());
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "eth0", "netns", &host,
+    ])
+    .unwrap();
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "up"]).unwrap();
+    let _ = anon.kill();
+    let _ = anon.wait();
     let pid = lab.daemon_pid().unwrap();
     assert_only(pid, &[CAP_NET_ADMIN, CAP_NET_RAW]);
     assert!(lab.daemon_log().contains("capabilities kept"));
@@ -125,7 +174,7 @@ fn the_daemon_keeps_only_the_capabilities_it_needs() {
 
     // --no-netns: only NET_ADMIN and NET_RAW; macvlans in the daemon's namespace work, a
     // namespace request is refused as rtnetlink refuses it, and nothing is left behind.
-    let host = lab.ns_name("host");
+    // (`host` is the lab's host namespace, as above.)
     lab.stop_daemon("TERM");
     lab.start_daemon(&host, &["--no-netns"]).unwrap();
     lab.cli_ok(&[
