@@ -594,13 +594,30 @@ pub struct LowerSocket {
 impl LowerSocket {
     /// Opens a socket on device `ifindex` of the calling thread's network namespace.
     pub fn open(ifindex: u32, opts: &LowerOptions) -> io::Result<Self> {
+        Self::open_in(None, ifindex, opts)
+    }
+
+    /// Opens a socket on device `ifindex` of namespace `netns`; `None` means the caller's
+    /// namespace. Only the socket's creation happens there ([`crate::netns::socket_in`]: the
+    /// broker, or a helper thread); it stays bound to that namespace and is configured here.
+    pub fn open_in(
+        netns: Option<&NetnsHandle>,
+        ifindex: u32,
+        opts: &LowerOptions,
+    ) -> io::Result<Self> {
         // Protocol 0 at creation, ETH_P_ALL only at bind: a socket created with ETH_P_ALL
         // would queue frames from every device until bound.
-        let fd = sys::socket(
+        let fd = crate::netns::socket_in(
+            netns,
             libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
             0,
         )?;
+        Self::configure(fd, ifindex, opts)
+    }
+
+    /// Configures and binds a fresh AF_PACKET socket.
+    fn configure(fd: OwnedFd, ifindex: u32, opts: &LowerOptions) -> io::Result<Self> {
         let s = LowerSocket {
             fd,
             ifindex,
@@ -661,9 +678,20 @@ impl LowerSocket {
     /// and never bound, it registers no packet hook, so it receives nothing (no frame is
     /// copied to it) while its memberships program the device like any other socket's.
     pub fn open_membership_holder(ifindex: u32) -> io::Result<Self> {
-        let fd = sys::socket(
+        Self::open_membership_holder_in(None, ifindex)
+    }
+
+    /// [`open_membership_holder`](Self::open_membership_holder) for a device of namespace
+    /// `netns` (`None`: the caller's); only the socket's creation happens there
+    /// ([`crate::netns::socket_in`]).
+    pub fn open_membership_holder_in(
+        netns: Option<&NetnsHandle>,
+        ifindex: u32,
+    ) -> io::Result<Self> {
+        let fd = crate::netns::socket_in(
+            netns,
             libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
             0,
         )?;
         Ok(LowerSocket {
@@ -671,16 +699,6 @@ impl LowerSocket {
             ifindex,
             vnet: false,
         })
-    }
-
-    /// Opens a socket on device `ifindex` of namespace `netns` (on a helper thread); `None`
-    /// means the caller's namespace. The socket stays bound to that namespace.
-    pub fn open_in(
-        netns: Option<&NetnsHandle>,
-        ifindex: u32,
-        opts: &LowerOptions,
-    ) -> io::Result<Self> {
-        NetnsHandle::run_in_opt(netns, || Self::open(ifindex, opts))?
     }
 
     fn set_buf(&self, force: libc::c_int, plain: libc::c_int, n: usize) -> io::Result<()> {

@@ -4,7 +4,9 @@
 //!   batched receive into a preallocated [`RxBatch`] and the kernel-refcounted memberships
 //!   ([`Membership`], [`MembershipSet`], [`reconcile`]).
 //! - [`tap`]: [`Tap`], one macvlan's upper device, creatable in any network namespace.
-//! - [`netns`]: [`NetnsHandle`], an owned network-namespace fd, and [`NetnsHandle::run_in`].
+//! - [`netns`]: [`NetnsHandle`], an owned network-namespace fd; [`socket_in`] and [`open_in`],
+//!   which create descriptors in another namespace (through the fd [`Broker`] when one is
+//!   installed); and [`NetnsHandle::run_in`].
 //! - [`netlink`]: a small synchronous rtnetlink client ([`RtNetlink`]) and [`LinkMonitor`].
 //! - [`epoll`]: [`Epoll`] and [`EventFd`] for the workers' event loops.
 //! - [`device`]: the [`LowerIo`]/[`UpperIo`] traits the data plane is written against.
@@ -34,10 +36,10 @@ pub use device::{LowerIo, UpperIo};
 pub use epoll::{Epoll, Event, EventFd, Events, Interest};
 pub use mem::{MemLower, MemLowerHandle, MemUpper, MemUpperHandle};
 pub use netlink::{
-    iff, multicast_addresses, parse_dev_mcast, DevMcastEntry, LinkChange, LinkEvent, LinkMonitor,
-    LinkState, NetlinkError, NlResult, OperState, RtNetlink,
+    iff, multicast_addresses, multicast_addresses_in, parse_dev_mcast, DevMcastEntry, LinkChange,
+    LinkEvent, LinkMonitor, LinkState, NetlinkError, NlResult, OperState, RtNetlink,
 };
-pub use netns::{name_of, NetnsHandle, NetnsId};
+pub use netns::{name_of, open_in, socket_in, Broker, NetnsHandle, NetnsId};
 pub use tap::{Tap, TapOptions};
 pub use umacvlan_core::wire::MacAddr;
 

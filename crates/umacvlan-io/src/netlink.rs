@@ -484,12 +484,12 @@ fn parse_error(h: &NlHdr, p: &[u8], is_done: bool) -> (i32, Option<String>) {
     (err, msg)
 }
 
-fn netlink_socket(nonblocking: bool) -> io::Result<OwnedFd> {
-    let mut ty = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
+fn netlink_socket(netns: Option<&NetnsHandle>, nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut ty = libc::SOCK_RAW;
     if nonblocking {
         ty |= libc::SOCK_NONBLOCK;
     }
-    sys::socket(libc::AF_NETLINK, ty, libc::NETLINK_ROUTE)
+    crate::netns::socket_in(netns, libc::AF_NETLINK, ty, libc::NETLINK_ROUTE)
 }
 
 fn bind_nl(fd: &OwnedFd, groups: u32) -> io::Result<()> {
@@ -519,7 +519,13 @@ pub struct RtNetlink {
 impl RtNetlink {
     /// Opens a socket in the calling thread's namespace.
     pub fn open() -> io::Result<Self> {
-        let fd = netlink_socket(false)?;
+        Self::open_in(None)
+    }
+
+    /// Opens a socket in `netns` (`None`: the caller's); it keeps acting there. Only the
+    /// socket's creation happens there ([`crate::netns::socket_in`]).
+    pub fn open_in(netns: Option<&NetnsHandle>) -> io::Result<Self> {
+        let fd = netlink_socket(netns, false)?;
         sys::setsockopt_int(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1)?;
         // Capped acks: errors carry only the request's header, not the whole request.
         sys::setsockopt_int(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1)?;
@@ -534,11 +540,6 @@ impl RtNetlink {
             seq: 0,
             buf: vec![0; 64 * 1024],
         })
-    }
-
-    /// Opens a socket in `netns` (`None`: the caller's); it keeps acting there.
-    pub fn open_in(netns: Option<&NetnsHandle>) -> io::Result<Self> {
-        NetnsHandle::run_in_opt(netns, Self::open)?
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -728,10 +729,26 @@ impl RtNetlink {
                     .map(|e| e.path().join("ns/net")),
             );
         }
+        let mut denied: Vec<u32> = Vec::new();
+        let pid_of = |p: &std::path::Path| -> Option<u32> {
+            p.strip_prefix("/proc")
+                .ok()?
+                .iter()
+                .next()?
+                .to_str()?
+                .parse()
+                .ok()
+        };
         for path in paths {
             // stat first (it sees through a bind mount to the namespace), open only the new.
-            let Ok(m) = std::fs::metadata(&path) else {
-                continue;
+            let m = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+                        denied.extend(pid_of(&path));
+                    }
+                    continue;
+                }
             };
             use std::os::unix::fs::MetadataExt;
             let id = crate::netns::NetnsId {
@@ -746,6 +763,19 @@ impl RtNetlink {
             };
             if self.get_nsid(&h).ok().flatten() == Some(nsid) {
                 return Some(h);
+            }
+        }
+        // Processes whose namespace this process may not even stat (ptrace access: a process
+        // with more capabilities): through [`NetnsHandle::from_pid`], i.e. the broker.
+        if crate::netns::broker_installed() {
+            for pid in denied {
+                let Ok(h) = NetnsHandle::from_pid(pid) else {
+                    continue;
+                };
+                let Ok(id) = h.id() else { continue };
+                if seen.insert(id) && self.get_nsid(&h).ok().flatten() == Some(nsid) {
+                    return Some(h);
+                }
             }
         }
         None
@@ -828,7 +858,13 @@ pub struct LinkMonitor {
 impl LinkMonitor {
     /// Subscribes in the calling thread's namespace.
     pub fn open() -> io::Result<Self> {
-        let fd = netlink_socket(true)?;
+        Self::open_in(None)
+    }
+
+    /// Subscribes in `netns` (`None`: the caller's). Only the socket's creation happens there
+    /// ([`crate::netns::socket_in`]).
+    pub fn open_in(netns: Option<&NetnsHandle>) -> io::Result<Self> {
+        let fd = netlink_socket(netns, true)?;
         // A large buffer makes overruns during event storms (many devices at once) unlikely.
         let big: libc::c_int = 4 << 20;
         sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, big)
@@ -850,11 +886,6 @@ impl LinkMonitor {
             fd,
             buf: vec![0; 64 * 1024],
         })
-    }
-
-    /// Subscribes in `netns` (`None`: the caller's).
-    pub fn open_in(netns: Option<&NetnsHandle>) -> io::Result<Self> {
-        NetnsHandle::run_in_opt(netns, Self::open)?
     }
 
     /// Appends every queued event to `out`; returns how many were appended (0 when none is
@@ -955,18 +986,39 @@ pub fn parse_dev_mcast(text: &str) -> Vec<DevMcastEntry> {
 }
 
 /// The link-layer multicast list of device `ifindex` in the calling thread's namespace (what
-/// `ip maddr` shows as `link`). For another namespace call it inside
-/// [`NetnsHandle::run_in`]. Reads `/proc/thread-self/net/dev_mcast`: `/proc/net` follows the
-/// main thread's namespace, not the caller's.
+/// `ip maddr` shows as `link`). Reads `/proc/thread-self/net/dev_mcast`: `/proc/net` follows
+/// the main thread's namespace, not the caller's.
 pub fn multicast_addresses(ifindex: u32) -> io::Result<Vec<MacAddr>> {
-    Ok(multicast_table()?.remove(&ifindex).unwrap_or_default())
+    multicast_addresses_in(None, ifindex)
+}
+
+/// [`multicast_addresses`] of a device in namespace `netns` (`None`: the calling thread's).
+pub fn multicast_addresses_in(
+    netns: Option<&NetnsHandle>,
+    ifindex: u32,
+) -> io::Result<Vec<MacAddr>> {
+    Ok(multicast_table_in(netns)?
+        .remove(&ifindex)
+        .unwrap_or_default())
 }
 
 /// The link-layer multicast lists of every device in the calling thread's namespace, by
 /// ifindex, from one read of `/proc/thread-self/net/dev_mcast` (the kernel formats all devices
 /// on every read: read it once for many devices).
 pub fn multicast_table() -> io::Result<std::collections::HashMap<u32, Vec<MacAddr>>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/dev_mcast")?;
+    multicast_table_in(None)
+}
+
+/// [`multicast_table`] of namespace `netns` (`None`: the calling thread's). A `/proc/net` file
+/// is bound to the namespace it was opened in, so only the open happens there
+/// ([`crate::netns::open_in`]); it is read here.
+pub fn multicast_table_in(
+    netns: Option<&NetnsHandle>,
+) -> io::Result<std::collections::HashMap<u32, Vec<MacAddr>>> {
+    use std::io::Read;
+    let fd = crate::netns::open_in(netns, "/proc/thread-self/net/dev_mcast", libc::O_RDONLY)?;
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text)?;
     let mut t: std::collections::HashMap<u32, Vec<MacAddr>> = std::collections::HashMap::new();
     for e in parse_dev_mcast(&text)
         .into_iter()

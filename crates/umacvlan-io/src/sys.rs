@@ -317,7 +317,8 @@ pub(crate) fn sendto<T: Pod>(
 /// `setns(fd, CLONE_NEWNET)` for the calling thread.
 pub(crate) fn setns_net(fd: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: plain syscall with integer arguments; it changes only the calling thread's netns,
-    // which the callers restrict to short-lived helper threads they own.
+    // which the callers restrict to short-lived helper threads they own, or to the
+    // single-threaded broker process (which returns to its own namespace after each request).
     cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
 }
 
@@ -330,4 +331,120 @@ pub(crate) fn open_rw_nonblock(path: &std::path::Path) -> io::Result<OwnedFd> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
     Ok(OwnedFd::from(f))
+}
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets, close-on-exec.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two ints, as socketpair(2) requires.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((owned(fds[0])?, owned(fds[1])?))
+}
+
+/// At most this many descriptors are taken from one message; more is a protocol error.
+const MAX_FDS: usize = 4;
+
+/// Sends one message carrying `buf` and, when given, one descriptor (`SCM_RIGHTS`). Never
+/// raises SIGPIPE (`MSG_NOSIGNAL`): a closed peer is `EPIPE`.
+pub(crate) fn send_with_fd(
+    sock: &impl AsRawFd,
+    buf: &[u8],
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<usize> {
+    // Room for one int's worth of cmsg data, 8-byte aligned as cmsghdr requires.
+    let mut cbuf = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is the empty message.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) as usize,
+                libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize,
+            )
+        };
+        assert!(space <= mem::size_of_val(&cbuf));
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `cbuf`, zeroed and large enough for one cmsghdr with
+        // an int (asserted above), so CMSG_FIRSTHDR is non-null and CMSG_DATA lies inside it;
+        // the int is written unaligned-safe.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = len as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), fd.as_raw_fd());
+        }
+    }
+    // SAFETY: `msg` points at `iov` (describing `buf`, readable) and at `cbuf` (initialised
+    // control data), all alive for the call; the kernel only reads them.
+    cvt_size(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+}
+
+/// Receives one message into `buf`, with the descriptors it carries (`SCM_RIGHTS`), which
+/// arrive close-on-exec. A message cut short (`MSG_TRUNC`, `MSG_CTRUNC`) is `EMSGSIZE`, its
+/// descriptors closed. `Ok((0, []))` is the peer's orderly close.
+pub(crate) fn recv_with_fds(
+    sock: &impl AsRawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut cbuf = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is the empty message.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = mem::size_of_val(&cbuf) as _;
+    // SAFETY: `msg` points at `iov` (describing `buf`, writable) and `cbuf` (writable), both
+    // alive for the call.
+    let n = cvt_size(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `msg_controllen` bytes of `cbuf` with well-formed cmsghdrs;
+    // CMSG_FIRSTHDR/CMSG_NXTHDR walk only inside them, and each SCM_RIGHTS payload holds
+    // (cmsg_len - CMSG_LEN(0)) / 4 descriptors that are new in this process and owned by
+    // nobody else, so each is taken over exactly once.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    let raw = std::ptr::read_unaligned(data.add(i));
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 || fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok((n, fds))
+}
+
+/// `open(2)` of `path` with `flags` (`O_CLOEXEC` always added), mode 0.
+pub(crate) fn open(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a NUL-terminated string alive for the call.
+    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })
 }

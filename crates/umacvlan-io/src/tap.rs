@@ -11,7 +11,7 @@ use std::path::Path;
 
 use umacvlan_core::wire::MacAddr;
 
-use crate::netns::NetnsHandle;
+use crate::netns::{self, NetnsHandle};
 use crate::sys::{self, IfReq, IfreqIoctl, Pod};
 
 /// The largest MTU a TAP takes: the kernel's `MAX_MTU` (65535) less the Ethernet header.
@@ -37,6 +37,11 @@ impl Tap {
     /// Creates TAP `name` (empty: the kernel picks `tapN`) in the calling thread's namespace.
     pub fn create(name: &str, opts: TapOptions) -> io::Result<Tap> {
         let fd = sys::open_rw_nonblock(Path::new("/dev/net/tun"))?;
+        Self::configure(fd, name, opts)
+    }
+
+    /// Makes the tun fd `fd` TAP `name` (`TUNSETIFF`; in the namespace `fd` was opened in).
+    fn configure(fd: OwnedFd, name: &str, opts: TapOptions) -> io::Result<Tap> {
         let mut req = if name.is_empty() {
             IfReq::zeroed()
         } else {
@@ -72,11 +77,12 @@ impl Tap {
         }
     }
 
-    /// Creates TAP `name` in namespace `netns` (`None`: the caller's). Both the open of
-    /// `/dev/net/tun` and `TUNSETIFF` run on a short-lived helper thread inside `netns`: the
-    /// kernel ties the device to the namespace of the thread that *opened* the tun fd.
+    /// Creates TAP `name` in namespace `netns` (`None`: the caller's). The kernel ties the
+    /// device to the namespace the tun fd was *opened* in, so only that open happens there
+    /// ([`netns::open_in`]: the broker, or a helper thread); `TUNSETIFF` is done here.
     pub fn create_in(netns: Option<&NetnsHandle>, name: &str, opts: TapOptions) -> io::Result<Tap> {
-        NetnsHandle::run_in_opt(netns, || Self::create(name, opts))?
+        let fd = netns::open_in(netns, TUN_PATH, libc::O_RDWR | libc::O_NONBLOCK)?;
+        Self::configure(fd, name, opts)
     }
 
     /// The options it was created with.
@@ -97,26 +103,21 @@ impl Tap {
         NetnsHandle::from_fd(fd)
     }
 
-    /// Runs `f(name)` in the device's current namespace: directly when that is the caller's,
-    /// else on a helper thread.
-    fn in_dev_ns<T: Send>(&self, f: impl FnOnce(&str) -> io::Result<T> + Send) -> io::Result<T> {
+    /// The device's current name and a socket for `SIOC*IF*` ioctls in its current namespace
+    /// (made there by [`netns::socket_in`] when that is not the caller's).
+    fn ctl_in_dev_ns(&self) -> io::Result<(String, OwnedFd)> {
         let name = self.name()?;
         let ns = self.netns()?;
-        if ns.is_current()? {
-            f(&name)
-        } else {
-            ns.run_in(|| f(&name))?
-        }
+        let ns = if ns.is_current()? { None } else { Some(ns) };
+        Ok((name, ctl_socket(ns.as_ref())?))
     }
 
     /// The device's ifindex in its current namespace (it can change when the device moves).
     pub fn ifindex(&self) -> io::Result<u32> {
-        self.in_dev_ns(|name| {
-            let s = ctl_socket()?;
-            let mut req = IfReq::with_name(name)?;
-            sys::ioctl_ifreq(&s, IfreqIoctl::GetIndex, &mut req)?;
-            Ok(req.int() as u32)
-        })
+        let (name, s) = self.ctl_in_dev_ns()?;
+        let mut req = IfReq::with_name(&name)?;
+        sys::ioctl_ifreq(&s, IfreqIoctl::GetIndex, &mut req)?;
+        Ok(req.int() as u32)
     }
 
     /// The device's MAC address.
@@ -137,29 +138,25 @@ impl Tap {
     /// Sets the MTU.
     pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
         let mtu = i32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        self.in_dev_ns(|name| {
-            let s = ctl_socket()?;
-            let mut req = IfReq::with_name(name)?;
-            req.set_int(mtu);
-            sys::ioctl_ifreq(&s, IfreqIoctl::SetMtu, &mut req)
-        })
+        let (name, s) = self.ctl_in_dev_ns()?;
+        let mut req = IfReq::with_name(&name)?;
+        req.set_int(mtu);
+        sys::ioctl_ifreq(&s, IfreqIoctl::SetMtu, &mut req)
     }
 
     /// Sets the device administratively up or down.
     pub fn set_up(&self, up: bool) -> io::Result<()> {
-        self.in_dev_ns(|name| {
-            let s = ctl_socket()?;
-            let mut req = IfReq::with_name(name)?;
-            sys::ioctl_ifreq(&s, IfreqIoctl::GetFlags, &mut req)?;
-            let f = req.flags();
-            let iff_up = libc::IFF_UP as i16;
-            let nf = if up { f | iff_up } else { f & !iff_up };
-            if nf != f {
-                req.set_flags(nf);
-                sys::ioctl_ifreq(&s, IfreqIoctl::SetFlags, &mut req)?;
-            }
-            Ok(())
-        })
+        let (name, s) = self.ctl_in_dev_ns()?;
+        let mut req = IfReq::with_name(&name)?;
+        sys::ioctl_ifreq(&s, IfreqIoctl::GetFlags, &mut req)?;
+        let f = req.flags();
+        let iff_up = libc::IFF_UP as i16;
+        let nf = if up { f | iff_up } else { f & !iff_up };
+        if nf != f {
+            req.set_flags(nf);
+            sys::ioctl_ifreq(&s, IfreqIoctl::SetFlags, &mut req)?;
+        }
+        Ok(())
     }
 
     /// Turns the carrier on or off (`TUNSETCARRIER`); off shows as `NO-CARRIER` and the
@@ -191,14 +188,21 @@ impl Tap {
         if !self.opts.multi_queue {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let opts = self.opts;
-        self.in_dev_ns(|name| Tap::create(name, opts))
+        let name = self.name()?;
+        let ns = self.netns()?;
+        let ns = if ns.is_current()? { None } else { Some(ns) };
+        let fd = netns::open_in(ns.as_ref(), TUN_PATH, libc::O_RDWR | libc::O_NONBLOCK)?;
+        Tap::configure(fd, &name, self.opts)
     }
 }
 
-/// A socket for the `SIOC*IF*` ioctls; they act on the socket's namespace.
-fn ctl_socket() -> io::Result<OwnedFd> {
-    sys::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+/// The tun clone device.
+const TUN_PATH: &str = "/dev/net/tun";
+
+/// A socket for the `SIOC*IF*` ioctls in `ns` (`None`: the caller's); they act on the
+/// socket's namespace.
+fn ctl_socket(ns: Option<&NetnsHandle>) -> io::Result<OwnedFd> {
+    netns::socket_in(ns, libc::AF_INET, libc::SOCK_DGRAM, 0)
 }
 
 impl AsFd for Tap {

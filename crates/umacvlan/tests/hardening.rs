@@ -68,7 +68,7 @@ fn assert_only(pid: u32, caps: &[u32]) {
 #[test]
 fn the_daemon_keeps_only_the_capabilities_it_needs() {
     need_root!();
-    let (mut lab, _host, ext) = base("h-caps", false);
+    let (mut lab, host, ext) = base("h-caps", false);
     // Everything still works with the reduced set: a TAP created in another namespace by
     // name and by pid, a port with workers, traffic.
     let a = macvlan(&mut lab, "mva", &["mode", "bridge"], 11);
@@ -97,18 +97,84 @@ fn the_daemon_keeps_only_the_capabilities_it_needs() {
     assert!(lab::run(&["ip", "-n", &b, "link", "show", "mvb"]).ok());
     assert!(lab.ping(&a, "10.50.0.1", 2));
     assert!(lab.ping(&ext, "10.50.0.11", 2));
-    let pid = lab.daemon_pid().unwrap();
-    assert_only(
-        pid,
-        &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_SYS_PTRACE],
+    // A macvlan moved to the holder's namespace (by pid again) is followed there: a change
+    // made there by `ip` is seen, one made by us applied there, and traffic flows.
+    lab.cli_ok(&["link", "set", "mva", "netns", &holder.id().to_string()])
+        .unwrap();
+    lab::must(&["ip", "-n", &b, "link", "set", "mva", "mtu", "1300"]).unwrap();
+    wait_for("mtu 1300 followed", || {
+        link(&show_json(&lab), "mva")["mtu"] == 1300
+    });
+    lab.cli_ok(&["link", "set", "mva", "mtu", "1400"]).unwrap();
+    assert!(lab::must(&["ip", "-n", &b, "link", "show", "mva"])
+        .unwrap()
+        .contains("mtu 1400"));
+    lab.addr(&b, "mva", "10.50.0.11/24").unwrap();
+    assert!(lab.ping(&b, "10.50.0.1", 2));
+    // Moved by hand to a namespace no name leads to, only a process with all capabilities:
+    // still followed (the TAP names its namespace; the monitor there is made by the broker).
+    let mut anon = std::process::Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_for("anonymous namespace", || {
+        std::fs::read_link(format!("/proc/{}/ns/net", anon.id())).ok()
+            != std::fs::read_link("/proc/self/ns/net").ok()
+    });
+    let anon_pid = anon.id().to_string();
+    lab::must(&["ip", "-n", &b, "link", "set", "mva", "netns", &anon_pid]).unwrap();
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "mva", "mtu", "1280",
+    ])
+    .unwrap();
+    wait_for("mtu 1280 followed in the anonymous namespace", || {
+        link(&show_json(&lab), "mva")["mtu"] == 1280
+    });
+    // The lower moved there too: the daemon cannot even stat that namespace's file, so it is
+    // found through the broker (RTM_GETNSID on each /proc/PID/ns/net it opens), and mvb keeps
+    // its lower and its traffic.
+    // (mva leaves first, so that the daemon holds no handle of that namespace.)
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "mva", "netns", &b,
+    ])
+    .unwrap();
+    wait_for("mva followed back", || {
+        link(&show_json(&lab), "mva")["link_netns"] == b.as_str()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    lab.addr(&b, "mvb", "10.50.0.12/24").unwrap();
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "netns", &anon_pid]).unwrap();
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "eth0", "up",
+    ])
+    .unwrap();
+    wait_for(
+        "mvb forwards over the lower in the anonymous namespace",
+        || lab.ping(&b, "10.50.0.1", 1),
     );
+    assert!(link(&show_json(&lab), "mvb").is_object());
+    lab::must(&[
+        "nsenter", "-t", &anon_pid, "-n", "ip", "link", "set", "eth0", "netns", &host,
+    ])
+    .unwrap();
+    lab::must(&["ip", "-n", &host, "link", "set", "eth0", "up"]).unwrap();
+    let _ = anon.kill();
+    let _ = anon.wait();
+    let pid = lab.daemon_pid().unwrap();
+    assert_only(pid, &[CAP_NET_ADMIN, CAP_NET_RAW]);
     assert!(lab.daemon_log().contains("capabilities kept"));
+    // What needs more is done by the namespace broker: one thread, its own three.
+    let bpid = broker_of(pid).expect("a broker");
+    let threads = thread_caps(bpid);
+    let three = mask(&[CAP_NET_RAW, CAP_SYS_ADMIN, CAP_SYS_PTRACE]);
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0].1, [three, three, three, 0, 0], "{threads:?}");
     let _ = holder.kill();
     let _ = holder.wait();
 
     // --no-netns: only NET_ADMIN and NET_RAW; macvlans in the daemon's namespace work, a
     // namespace request is refused as rtnetlink refuses it, and nothing is left behind.
-    let host = lab.ns_name("host");
+    // (`host` is the lab's host namespace, as above.)
     lab.stop_daemon("TERM");
     lab.start_daemon(&host, &["--no-netns"]).unwrap();
     lab.cli_ok(&[
@@ -127,6 +193,128 @@ fn the_daemon_keeps_only_the_capabilities_it_needs() {
     assert!(!lab::run(&["ip", "-n", &host, "link", "show", "mvd"]).ok());
     assert_eq!(show_json(&lab).as_array().unwrap().len(), 1);
     assert_only(lab.daemon_pid().unwrap(), &[CAP_NET_ADMIN, CAP_NET_RAW]);
+    assert_eq!(
+        broker_of(lab.daemon_pid().unwrap()),
+        None,
+        "--no-netns: no broker"
+    );
+}
+
+/// The namespace broker child of daemon `pid`, if there is one.
+fn broker_of(pid: u32) -> Option<u32> {
+    lab::must(&["pgrep", "-f", "-P", &pid.to_string(), "daemon --broker"])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+fn errno(r: std::io::Result<std::os::fd::OwnedFd>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn the_broker_answers_only_its_list_and_exits_with_the_daemon() {
+    need_root!();
+    use umacvlan_io::netns::{Broker, NetnsHandle};
+    let (mut lab, host, _ext) = base("h-brk", false);
+    // The real broker, started as the daemon starts it, driven here.
+    let (client, server) = Broker::pair().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["daemon", "--broker"])
+        .stdin(std::process::Stdio::from(server))
+        .spawn()
+        .unwrap();
+    let ns = NetnsHandle::from_name(&host).unwrap();
+    // A group only the lab's host namespace holds: the dev_mcast the broker opens there
+    // lists it, ours does not.
+    lab::must(&[
+        "ip",
+        "-n",
+        &host,
+        "maddr",
+        "add",
+        "01:00:5e:7b:5a:3c",
+        "dev",
+        "eth0",
+    ])
+    .unwrap();
+    let fd = client
+        .request(
+            &format!("open {} /proc/thread-self/net/dev_mcast", libc::O_RDONLY),
+            Some(&ns),
+        )
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).unwrap();
+    assert!(text.contains("01005e7b5a3c"), "{text}");
+    let ours = std::fs::read_to_string("/proc/thread-self/net/dev_mcast").unwrap();
+    assert!(!ours.contains("01005e7b5a3c"));
+    // Refused: a path not on the list, an allowed path with other flags, a socket not on the
+    // list, a request without its namespace, garbage. Each answer is an errno, nothing else
+    // happens, and the broker keeps serving.
+    let eperm = Some(libc::EPERM);
+    let einval = Some(libc::EINVAL);
+    for (req, want) in [
+        (format!("open {} /etc/shadow", libc::O_RDONLY), eperm),
+        (format!("open {} /proc/self/mem", libc::O_RDWR), eperm),
+        (
+            format!("open {} /dev/net/tun", libc::O_RDWR | libc::O_CREAT),
+            eperm,
+        ),
+        (format!("open {} /dev/net/../net/tun", libc::O_RDWR), eperm),
+        (
+            format!("socket {} {} 0", libc::AF_INET, libc::SOCK_STREAM),
+            eperm,
+        ),
+        (
+            format!("socket {} {} 9", libc::AF_NETLINK, libc::SOCK_RAW),
+            eperm,
+        ),
+        ("exec /bin/sh".to_string(), einval),
+        ("socket".to_string(), einval),
+    ] {
+        assert_eq!(errno(client.request(&req, Some(&ns))), want, "{req}");
+    }
+    assert_eq!(
+        errno(client.request(&format!("open {} /dev/net/tun", libc::O_RDWR), None)),
+        einval,
+        "no namespace attached"
+    );
+    assert_eq!(
+        errno(client.request("pidns 999999999", None)),
+        Some(libc::ENOENT)
+    );
+    // Still serving, and the namespace of a process with more capabilities than the broker
+    // (this test's) comes back.
+    let me = client
+        .request(&format!("pidns {}", std::process::id()), None)
+        .unwrap();
+    let me = NetnsHandle::from_fd(me).unwrap();
+    assert!(me
+        .same_as(&NetnsHandle::from_pid(std::process::id()).unwrap())
+        .unwrap());
+    // Its end closed, it exits, cleanly.
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the broker outlived its socket");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+
+    // The daemon's own broker ends with the daemon, however the daemon ends.
+    for signal in ["TERM", "KILL"] {
+        let bpid = broker_of(lab.daemon_pid().unwrap()).expect("a broker");
+        lab.stop_daemon(signal);
+        wait_for("the broker gone", || {
+            !std::path::Path::new(&format!("/proc/{bpid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{bpid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+        lab.start_daemon(&host, &[]).unwrap();
+    }
 }
 
 /// One raw protocol exchange on a fresh connection.

@@ -43,7 +43,8 @@ impl LowerRefs {
         let n = want_p.max(want_a);
         self.socks.truncate(n);
         while self.socks.len() < n {
-            let s = NetnsHandle::run_in_opt(ns, || LowerSocket::open_membership_holder(ifindex))??;
+            // Created in the lower's namespace (by the broker when it is another one).
+            let s = LowerSocket::open_membership_holder_in(ns, ifindex)?;
             self.socks.push((s, false, false));
         }
         for (i, (s, p, a)) in self.socks.iter_mut().enumerate() {

@@ -156,10 +156,7 @@ pub fn lower_state(l: &LinkState) -> LowerState {
 fn lower_state_in(ns: Option<&NetnsHandle>, l: &LinkState) -> LowerState {
     let mut s = lower_flags(l);
     let ifindex = l.ifindex;
-    s.mc_list = NetnsHandle::run_in_opt(ns, || {
-        umacvlan_io::netlink::multicast_addresses(ifindex).unwrap_or_default()
-    })
-    .unwrap_or_default();
+    s.mc_list = umacvlan_io::netlink::multicast_addresses_in(ns, ifindex).unwrap_or_default();
     s
 }
 
@@ -476,19 +473,17 @@ impl Manager {
             vnet_hdr: true,
             ..LowerOptions::default()
         };
-        // All at once: one helper thread when the namespace is another one.
-        let (lowers, members) = NetnsHandle::run_in_opt(ns, || -> io::Result<_> {
-            let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
-            for _ in 0..workers {
-                let s = LowerSocket::open(ifindex, &opts)?;
-                if let Some(f) = opts.fanout.as_mut().filter(|f| f.group.is_none()) {
-                    f.group = Some(s.fanout_group()?);
-                }
-                lowers.push(Arc::new(s));
+        // Each socket is created in the lower's namespace (by the broker when it is another
+        // one) and configured here.
+        let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
+        for _ in 0..workers {
+            let s = LowerSocket::open_in(ns, ifindex, &opts)?;
+            if let Some(f) = opts.fanout.as_mut().filter(|f| f.group.is_none()) {
+                f.group = Some(s.fanout_group()?);
             }
-            let members = LowerSocket::open_membership_holder(ifindex)?;
-            Ok((lowers, members))
-        })??;
+            lowers.push(Arc::new(s));
+        }
+        let members = LowerSocket::open_membership_holder_in(ns, ifindex)?;
         Ok((lowers, members))
     }
 
@@ -1208,10 +1203,8 @@ impl Manager {
                 return;
             }
             let e = &pe.devs[&id];
-            let read = NetnsHandle::run_in_opt(e.netns.as_ref(), || {
-                umacvlan_io::netlink::multicast_addresses(e.ifindex)
-            });
-            let Ok(Ok(mut g)) = read else { return };
+            let read = umacvlan_io::netlink::multicast_addresses_in(e.netns.as_ref(), e.ifindex);
+            let Ok(mut g) = read else { return };
             g.sort_unstable();
             g.dedup();
             if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
@@ -1221,10 +1214,8 @@ impl Manager {
         }
         let key = (ns, ifindex);
         if let Some(pe) = self.ports.get_mut(&key) {
-            let read = NetnsHandle::run_in_opt(pe.netns.as_ref(), || {
-                umacvlan_io::netlink::multicast_addresses(ifindex)
-            });
-            let Ok(Ok(mut g)) = read else { return };
+            let read = umacvlan_io::netlink::multicast_addresses_in(pe.netns.as_ref(), ifindex);
+            let Ok(mut g) = read else { return };
             g.sort_unstable();
             g.dedup();
             if g != pe.port.lower().mc_list {
@@ -1244,7 +1235,7 @@ impl Manager {
         let mut tables: Vec<(NetnsHandle, std::collections::HashMap<u32, Vec<MacAddr>>)> =
             Vec::new();
         for ns in self.watched_namespaces() {
-            if let Ok(Ok(t)) = ns.run_in(umacvlan_io::netlink::multicast_table) {
+            if let Ok(t) = umacvlan_io::netlink::multicast_table_in(Some(&ns)) {
                 tables.push((ns, t));
             }
         }

@@ -4,6 +4,7 @@
 //! observed link changes one at a time; one thread per client connection; per port, the data
 //! plane's workers and broadcast worker ([`dataplane`]).
 
+pub mod broker;
 pub mod config;
 pub mod control;
 pub mod counters;
@@ -52,8 +53,9 @@ pub struct DaemonArgs {
     /// loopback on that port, `--metrics ADDR:PORT` exactly there.
     #[arg(long, num_args = 0..=1, default_missing_value = "9478", value_parser = metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Keep only CAP_NET_ADMIN and CAP_NET_RAW (not CAP_SYS_ADMIN, CAP_SYS_PTRACE): no `netns`,
-    /// and TAPs moved to other namespaces by hand are not followed there.
+    /// Start no namespace broker (the helper that keeps CAP_SYS_ADMIN and CAP_SYS_PTRACE to
+    /// create descriptors in other namespaces): no `netns`, and TAPs moved to other namespaces
+    /// by hand are not followed there.
     #[arg(long)]
     pub no_netns: bool,
     /// Internal: run as the guardian of a daemon (see `daemon::guardian`).
@@ -63,6 +65,9 @@ pub struct DaemonArgs {
     /// reload (SIGHUP, `umacvlan reload`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Internal: run as the namespace broker of a daemon (see `daemon::broker`).
+    #[arg(long, hide = true, conflicts_with = "guardian")]
+    pub broker: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -90,6 +95,9 @@ pub fn main(args: Vec<String>) -> i32 {
     };
     if args.guardian {
         return guardian::main();
+    }
+    if args.broker {
+        return broker::main();
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -146,7 +154,30 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
     // Started with every capability the daemon is about to give up (it needs CAP_NET_ADMIN).
     let guardian = guardian::Guardian::spawn();
-    match privileges::drop_to(&privileges::needed(!args.no_netns)) {
+    // The namespace broker, likewise started before the drop (it keeps what setns and
+    // /proc/PID/ns/net need, which the daemon gives up). Its child handle is kept until the
+    // daemon ends; the broker exits when the daemon's end of its socket closes.
+    let _broker = if args.no_netns {
+        None
+    } else {
+        match broker::spawn().and_then(|(child, b)| {
+            umacvlan_io::netns::install_broker(b)?;
+            Ok(child)
+        }) {
+            Ok(child) => {
+                tracing::debug!(pid = child.id(), "namespace broker started");
+                Some(child)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot start the namespace broker ({e}): macvlans in other namespaces \
+                     cannot be made or followed"
+                );
+                None
+            }
+        }
+    };
+    match privileges::drop_to(&privileges::needed()) {
         Ok(kept) => {
             let mut names: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
             names.sort();

@@ -3,26 +3,19 @@
 //! any thread — capabilities are per thread, and threads inherit the creator's.
 //!
 //! Kept: `CAP_NET_ADMIN` (TAPs, links, rtnetlink changes) and `CAP_NET_RAW` (AF_PACKET sockets
-//! for lowers added later), and, unless `--no-netns`:
-//! - `CAP_SYS_ADMIN`, which setns(2) demands: the daemon enters other network namespaces to
-//!   create TAPs there, to follow TAPs moved there with rtnetlink, and to read their multicast
-//!   lists (`/proc/net/dev_mcast` has no netlink equivalent);
-//! - `CAP_SYS_PTRACE`, for `netns PID`: opening `/proc/PID/ns/net` (or `setns` on a pidfd)
-//!   needs ptrace access to PID, which a daemon with fewer capabilities than that process has
-//!   only with it. (iproute2 passes the pid to the kernel, which needs no such check.)
+//! for lowers added later in the daemon's namespace). Nothing else, `--no-netns` or not: what
+//! needs more — creating a socket, a TAP or a `/proc/net` file in another namespace (setns,
+//! `CAP_SYS_ADMIN`), opening `/proc/PID/ns/net` of a more privileged process
+//! (`CAP_SYS_PTRACE`) — is done by the namespace broker ([`super::broker`]), a separate
+//! process started before the drop, which hands the descriptors over.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
 /// The capabilities the daemon keeps.
-pub fn needed(netns: bool) -> CapsHashSet {
-    let mut keep: CapsHashSet = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_RAW]
+pub fn needed() -> CapsHashSet {
+    [Capability::CAP_NET_ADMIN, Capability::CAP_NET_RAW]
         .into_iter()
-        .collect();
-    if netns {
-        keep.insert(Capability::CAP_SYS_ADMIN);
-        keep.insert(Capability::CAP_SYS_PTRACE);
-    }
-    keep
+        .collect()
 }
 
 /// Drops the calling thread to `keep` (intersected with what it has). Call before spawning
