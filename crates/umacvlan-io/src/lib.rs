@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod afpacket;
+pub mod bpf;
 pub mod device;
 pub mod epoll;
 pub mod mem;
