@@ -298,8 +298,15 @@ impl VethUpper {
 impl UpperIo for VethUpper {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if self.sock.recv_batch(&mut b)? == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
+        match self.sock.recv_batch(&mut b) {
+            Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => {}
+            // A packet socket reports its device going down once (the hidden end follows the
+            // lower's carrier); the socket stays usable: nothing to read now.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                return Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => return Err(e),
         }
         let p = b.get(0).packet;
         let n = p.len().min(buf.len());
