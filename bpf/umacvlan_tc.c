@@ -146,6 +146,8 @@ int umv_macvlan_xmit(struct __sk_buff *skb)
 				umv_trace(skb, eth, lower, UMV_V_LOCAL_REFUSED);
 				return TC_ACT_SHOT;
 			}
+			if (UMV_BRIDGE_DIRECT)
+				return deliver(skb, eth, t);
 			umv_trace(skb, eth, lower, UMV_V_LOCAL);
 			return bpf_redirect(lower, BPF_F_INGRESS);
 		}

@@ -133,5 +133,9 @@ struct {
 
 /* Set at load time; when 0 the verifier removes the tracing code (it costs nothing). */
 volatile const __u32 UMV_TRACE = 0;
+/* Set at load time (an experiment, off by default): bridge-to-bridge unicast straight into the
+ * destination with bpf_redirect_peer instead of through the lower's receive path, which packet
+ * taps on the lower then no longer see (the kernel's dev_forward_skb(lowerdev) lets them). */
+volatile const __u32 UMV_BRIDGE_DIRECT = 0;
 
 #endif

@@ -424,3 +424,51 @@ fn source_mode_and_the_slow_path_filter() {
         );
     });
 }
+
+/// The experiment `load_with(_, bridge_direct = true)`: bridge-to-bridge unicast goes straight
+/// into the destination macvlan (and is counted there); everything else is as before.
+#[test]
+fn bridge_direct_delivers_bridge_local_unicast_to_the_destination() {
+    require_root!();
+    let ns = Ns::new();
+    let (lower, hid) = devices(&ns, 3);
+    ns.run(|| {
+        let mut fp = FastPath::load_with(true, true).unwrap();
+        let hidden = |id: DevId| hid[id.index()];
+        let (p, ids) = port(
+            lower,
+            &[
+                (Mode::Bridge, true),
+                (Mode::Bridge, true),
+                (Mode::Vepa, true),
+            ],
+        );
+        let t = tables(&p.snapshot());
+        let mut applied = Applied::default();
+        fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+            .unwrap();
+        let f = frame(mac(0x11), mac(0x10), 60);
+        assert_eq!(t.transmit(ids[0], &f, false), FpVerdict::Local);
+        check(
+            &mut fp,
+            PROG_XMIT,
+            &f,
+            hidden(ids[0]),
+            FpVerdict::Deliver(ids[1]),
+            lower,
+            &hidden,
+        );
+        assert_eq!(fp.stats(hidden(ids[1])).rx_packets, 1);
+        // To a vepa sibling: still the wire.
+        let f = frame(mac(0x12), mac(0x10), 60);
+        check(
+            &mut fp,
+            PROG_XMIT,
+            &f,
+            hidden(ids[0]),
+            FpVerdict::Wire,
+            lower,
+            &hidden,
+        );
+    });
+}

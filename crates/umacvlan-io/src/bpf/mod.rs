@@ -98,12 +98,21 @@ impl FastPath {
     /// every decision to the `umv_events` ring buffer ([`FastPath::take_events`]); off, the
     /// tracing code is removed by the verifier.
     pub fn load(trace: bool) -> Result<FastPath> {
+        Self::load_with(trace, false)
+    }
+
+    /// [`FastPath::load`], and `bridge_direct`: bridge-to-bridge unicast goes straight into
+    /// the destination (`bpf_redirect_peer`) instead of through the lower's receive path (an
+    /// experiment: packet taps on the lower then miss it, unlike the kernel's).
+    pub fn load_with(trace: bool, bridge_direct: bool) -> Result<FastPath> {
         if !Self::built() {
             return Err(FastPathError::NotBuilt);
         }
         let trace_flag: u32 = trace as u32;
+        let direct_flag: u32 = bridge_direct as u32;
         let mut bpf = EbpfLoader::new()
             .override_global("UMV_TRACE", &trace_flag, true)
+            .override_global("UMV_BRIDGE_DIRECT", &direct_flag, true)
             .load(OBJECT)
             .map_err(|e| FastPathError::Load(full_chain(&e)))?;
         for program in [PROG_LOWER, PROG_XMIT] {

@@ -32,12 +32,12 @@ pub enum DatapathArg {
 
 /// Loads the fast path if `arg` asks for it (before capabilities are dropped: loading needs
 /// CAP_BPF or CAP_SYS_ADMIN). `Ok(None)`: the TAP path.
-pub fn choose(arg: DatapathArg, trace: bool) -> io::Result<Option<FastPath>> {
+pub fn choose(arg: DatapathArg, trace: bool, bridge_direct: bool) -> io::Result<Option<FastPath>> {
     if arg == DatapathArg::Tap {
         return Ok(None);
     }
     let t0 = std::time::Instant::now();
-    match FastPath::supported().and_then(|()| FastPath::load(trace)) {
+    match FastPath::supported().and_then(|()| FastPath::load_with(trace, bridge_direct)) {
         Ok(fp) => {
             tracing::info!(
                 "datapath: bpf (unicast forwarded by tc programs; loaded in {} ms)",

@@ -72,6 +72,10 @@ pub struct DaemonArgs {
     /// With the bpf datapath: the programs trace every decision to a ring buffer.
     #[arg(long, hide = true)]
     pub bpf_trace: bool,
+    /// With the bpf datapath (experiment): bridge-to-bridge unicast straight into the
+    /// destination, not through the lower's receive path.
+    #[arg(long, hide = true)]
+    pub bpf_bridge_direct: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -153,7 +157,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     // are dropped, before any thread exists.
     // Loading BPF needs capabilities the daemon is about to give up; before the control
     // socket, so that a daemon clients can reach has its data path.
-    let fast = fastpath::choose(args.datapath, args.bpf_trace)?;
+    let fast = fastpath::choose(args.datapath, args.bpf_trace, args.bpf_bridge_direct)?;
     let listener = control::bind(&args.socket)?;
     let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
     // Started with every capability the daemon is about to give up (it needs CAP_NET_ADMIN).
