@@ -40,8 +40,9 @@ enum Cmd {
         /// Repetitions (default: 3; 1 for smoke).
         #[arg(long)]
         reps: Option<u32>,
-        /// Comma-separated systems (default: all): kernel-macvlan, umacvlan,
-        /// kernel-macvlan-vepa, umacvlan-vepa, linux-bridge, veth, tapfwd, vde, ovs, ovs-tso.
+        /// Comma-separated systems (default: all): kernel-macvlan, umacvlan, umacvlan-bpf,
+        /// kernel-macvlan-vepa, umacvlan-vepa, umacvlan-vepa-bpf, linux-bridge, veth, tapfwd,
+        /// vde, ovs, ovs-tso.
         #[arg(long, value_delimiter = ',')]
         systems: Option<Vec<String>>,
         /// Comma-separated data-plane tests (default: all): ping, tcp1, tcp2, udp, l2.

@@ -6,9 +6,11 @@
 //! | system | between `a/ea` and `b/eb` |
 //! |---|---|
 //! | `kernel-macvlan` | two kernel macvlans (mode bridge) on a veth lower in `sw` |
-//! | `umacvlan` | two umacvlan macvlans (mode bridge) on the same kind of lower; daemon in `sw` |
+//! | `umacvlan` | two umacvlan macvlans (mode bridge) on the same kind of lower; daemon in `sw`, `--datapath tap` |
+//! | `umacvlan-bpf` | the same with `--datapath bpf` (unicast forwarded by the eBPF fast path) |
 //! | `kernel-macvlan-vepa` | kernel macvlans (mode vepa); the lower's far end is a hairpin bridge |
-//! | `umacvlan-vepa` | umacvlan macvlans (mode vepa) through the same hairpin bridge |
+//! | `umacvlan-vepa` | umacvlan macvlans (mode vepa) through the same hairpin bridge, tap |
+//! | `umacvlan-vepa-bpf` | the same with `--datapath bpf` |
 //! | `linux-bridge` | veth pairs into a Linux bridge in `sw` |
 //! | `veth` | one veth pair, nothing in between (the machine's ceiling) |
 //! | `tapfwd` | two TAPs and our minimal forwarder (the floor of TAP-based switches) |
@@ -32,12 +34,16 @@ use crate::{A_IP, B_IP, PREFIX};
 pub enum Kind {
     /// Kernel macvlan, mode bridge: the reference (= 1.00).
     KernelMacvlan,
-    /// umacvlan, mode bridge.
+    /// umacvlan, mode bridge, TAP datapath.
     Umacvlan,
+    /// umacvlan, mode bridge, eBPF datapath.
+    UmacvlanBpf,
     /// Kernel macvlan, mode vepa, through a hairpin bridge.
     KernelMacvlanVepa,
-    /// umacvlan, mode vepa, through a hairpin bridge.
+    /// umacvlan, mode vepa, through a hairpin bridge, TAP datapath.
     UmacvlanVepa,
+    /// umacvlan, mode vepa, through a hairpin bridge, eBPF datapath.
+    UmacvlanVepaBpf,
     /// Linux bridge with veths.
     LinuxBridge,
     /// A veth pair, the ceiling.
@@ -60,11 +66,13 @@ impl From<Kind> for String {
 
 impl Kind {
     /// Every system, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::KernelMacvlan,
         Kind::Umacvlan,
+        Kind::UmacvlanBpf,
         Kind::KernelMacvlanVepa,
         Kind::UmacvlanVepa,
+        Kind::UmacvlanVepaBpf,
         Kind::LinuxBridge,
         Kind::Veth,
         Kind::TapFwd,
@@ -78,8 +86,10 @@ impl Kind {
         match self {
             Kind::KernelMacvlan => "kernel-macvlan",
             Kind::Umacvlan => "umacvlan",
+            Kind::UmacvlanBpf => "umacvlan-bpf",
             Kind::KernelMacvlanVepa => "kernel-macvlan-vepa",
             Kind::UmacvlanVepa => "umacvlan-vepa",
+            Kind::UmacvlanVepaBpf => "umacvlan-vepa-bpf",
             Kind::LinuxBridge => "linux-bridge",
             Kind::Veth => "veth",
             Kind::TapFwd => "tapfwd",
@@ -98,9 +108,11 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::KernelMacvlan => "kernel macvlan, bridge (reference)",
-            Kind::Umacvlan => "umacvlan, bridge",
+            Kind::Umacvlan => "umacvlan (tap), bridge",
+            Kind::UmacvlanBpf => "umacvlan (bpf), bridge",
             Kind::KernelMacvlanVepa => "kernel macvlan, vepa via hairpin bridge",
-            Kind::UmacvlanVepa => "umacvlan, vepa via hairpin bridge",
+            Kind::UmacvlanVepa => "umacvlan (tap), vepa via hairpin bridge",
+            Kind::UmacvlanVepaBpf => "umacvlan (bpf), vepa via hairpin bridge",
             Kind::LinuxBridge => "Linux bridge + veths",
             Kind::Veth => "veth pair (ceiling)",
             Kind::TapFwd => "minimal TAP→TAP forwarder (floor)",
@@ -115,7 +127,9 @@ impl Kind {
         matches!(
             self,
             Kind::Umacvlan
+                | Kind::UmacvlanBpf
                 | Kind::UmacvlanVepa
+                | Kind::UmacvlanVepaBpf
                 | Kind::TapFwd
                 | Kind::Vde
                 | Kind::Ovs
@@ -323,9 +337,17 @@ pub fn setup(kind: Kind, ctx: &Ctx) -> Result<SystemLab, String> {
     let mut lower = None;
     match kind {
         Kind::Veth => lab.veth(&a, "ea", &b, "eb")?,
-        Kind::KernelMacvlan | Kind::Umacvlan | Kind::KernelMacvlanVepa | Kind::UmacvlanVepa => {
+        Kind::KernelMacvlan
+        | Kind::Umacvlan
+        | Kind::UmacvlanBpf
+        | Kind::KernelMacvlanVepa
+        | Kind::UmacvlanVepa
+        | Kind::UmacvlanVepaBpf => {
             let s = lab.ns("sw")?;
-            let vepa = matches!(kind, Kind::KernelMacvlanVepa | Kind::UmacvlanVepa);
+            let vepa = matches!(
+                kind,
+                Kind::KernelMacvlanVepa | Kind::UmacvlanVepa | Kind::UmacvlanVepaBpf
+            );
             if vepa {
                 let hp = lab.ns("hp")?;
                 lab.veth(&s, "lower", &hp, "peer")?;
@@ -335,9 +357,12 @@ pub fn setup(kind: Kind, ctx: &Ctx) -> Result<SystemLab, String> {
                 lab.veth(&s, "lower", &wire, "peer")?;
             }
             let mode = if vepa { "vepa" } else { "bridge" };
-            let user = matches!(kind, Kind::Umacvlan | Kind::UmacvlanVepa);
+            let user = kind != Kind::KernelMacvlan && kind != Kind::KernelMacvlanVepa;
             if user {
-                let args = cmd::daemon_args(lab.prefix());
+                let mut args = cmd::daemon_args(lab.prefix());
+                let bpf = matches!(kind, Kind::UmacvlanBpf | Kind::UmacvlanVepaBpf);
+                args.push("--datapath".into());
+                args.push(if bpf { "bpf" } else { "tap" }.into());
                 lab.start_daemon(&s, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
                 switch_pid = lab.daemon_pid();
                 if let Some(p) = switch_pid {

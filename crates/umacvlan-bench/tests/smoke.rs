@@ -97,7 +97,7 @@ fn bench_run_smoke() {
     );
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(md.contains("| umacvlan, bridge |"), "{md}");
+    assert!(md.contains("| umacvlan (tap), bridge |"), "{md}");
     assert!(md.contains("×1.00"), "no ratios: {md}");
     for svg in ["l2_delivered_pps.svg", "ping_avg_us.svg"] {
         let s = std::fs::read_to_string(out.join(svg)).unwrap_or_default();

@@ -933,6 +933,44 @@ impl LowerSocket {
     }
 }
 
+impl LowerSocket {
+    /// Keeps only frames with a group destination (and runts) on this socket
+    /// (`SO_ATTACH_FILTER`): with the eBPF fast path, unicast is forwarded in the kernel and
+    /// the slow path must not forward it again. Packet taps run before tc, so without this
+    /// the socket would see every frame the fast path forwards.
+    pub fn keep_only_group_frames(&self) -> io::Result<()> {
+        // ld len; jge #14 ? next : accept; ldb [0]; jset #1 ? accept : drop.
+        let code: [libc::sock_filter; 6] = [
+            sock_filter(0x80, 0, 0, 0),
+            sock_filter(0x35, 0, 2, 14),
+            sock_filter(0x30, 0, 0, 0),
+            sock_filter(0x45, 0, 1, 1),
+            sock_filter(0x06, 0, 0, u32::MAX),
+            sock_filter(0x06, 0, 0, 0),
+        ];
+        let prog = libc::sock_fprog {
+            len: code.len() as u16,
+            filter: code.as_ptr().cast_mut(),
+        };
+        // SAFETY: `prog` points at `code`, both alive for the call; the kernel copies the
+        // program and only reads.
+        sys::cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+}
+
+fn sock_filter(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
 impl MembershipOps for LowerSocket {
     fn add_membership(&self, m: Membership) -> io::Result<()> {
         LowerSocket::add_membership(self, m)

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod afpacket;
+pub mod bpf;
 pub mod device;
 pub mod epoll;
 pub mod mem;

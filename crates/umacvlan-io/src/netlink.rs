@@ -816,6 +816,69 @@ impl RtNetlink {
         self.transact(&req, seq, |_, _| {})?;
         Ok(())
     }
+
+    /// Creates a veth pair (`RTM_NEWLINK`, kind `veth`): `name` in this socket's namespace,
+    /// its peer `peer.name` in namespace `peer_ns` (`None`: this one) with `peer`'s MAC and
+    /// MTU. Both ends start down. Fails (`EEXIST`…) without creating anything.
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        mtu: u32,
+        peer: &VethPeer<'_>,
+        peer_ns: Option<&NetnsHandle>,
+    ) -> NlResult<()> {
+        const NLM_F_CREATE: u16 = 0x400;
+        const NLM_F_EXCL: u16 = 0x200;
+        const IFLA_INFO_DATA: u16 = 2;
+        const VETH_INFO_PEER: u16 = 1;
+        const NLA_F_NESTED: u16 = 0x8000;
+        fn nla(ty: u16, data: &[u8]) -> Vec<u8> {
+            let mut b = Vec::with_capacity(align4(4 + data.len()));
+            b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            b.extend_from_slice(&ty.to_ne_bytes());
+            b.extend_from_slice(data);
+            b.resize(align4(b.len()), 0);
+            b
+        }
+        let mut cname = peer.name.as_bytes().to_vec();
+        cname.push(0);
+        // The peer: a struct ifinfomsg, then its attributes.
+        let mut p = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+        p.extend_from_slice(&[0u8; 12]);
+        p.extend(nla(IFLA_IFNAME, &cname));
+        p.extend(nla(IFLA_ADDRESS, &peer.mac.0));
+        p.extend(nla(IFLA_MTU, &peer.mtu.to_ne_bytes()));
+        if let Some(ns) = peer_ns {
+            p.extend(nla(IFLA_NET_NS_FD, &(ns.as_raw_fd() as u32).to_ne_bytes()));
+        }
+        let data = nla(VETH_INFO_PEER | NLA_F_NESTED, &p);
+        let mut info = nla(IFLA_INFO_KIND, b"veth\0");
+        info.extend(nla(IFLA_INFO_DATA | NLA_F_NESTED, &data));
+        let seq = self.next_seq();
+        let req = Msg::new(
+            RTM_NEWLINK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        )
+        .ifinfomsg(0, 0, 0)
+        .attr_str(IFLA_IFNAME, name)
+        .attr(IFLA_MTU, &mtu.to_ne_bytes())
+        .attr(IFLA_LINKINFO | NLA_F_NESTED, &info)
+        .finish();
+        self.transact(&req, seq, |_, _| {})?;
+        Ok(())
+    }
+}
+
+/// The far end of a veth pair made by [`RtNetlink::add_veth`].
+#[derive(Clone, Copy, Debug)]
+pub struct VethPeer<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// Its MTU.
+    pub mtu: u32,
 }
 
 /// A link change notification.

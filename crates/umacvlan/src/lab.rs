@@ -228,6 +228,13 @@ impl Lab {
             .arg("--socket")
             .arg(&self.socket)
             .args(extra);
+        // UMACVLAN_DATAPATH=bpf|tap|auto runs every lab's daemon on that data path (CI runs
+        // the root suites on both), unless the caller chose one.
+        if let Ok(dp) = std::env::var("UMACVLAN_DATAPATH") {
+            if !dp.is_empty() && !extra.iter().any(|a| a.starts_with("--datapath")) {
+                cmd.arg("--datapath").arg(dp);
+            }
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
         let child = cmd
             .spawn()

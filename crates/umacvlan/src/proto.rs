@@ -239,6 +239,9 @@ pub struct LinkInfo {
     /// The CNI attachment the macvlan was made for, if the CNI plugin made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cni: Option<Box<CniAttachment>>,
+    /// The data path, when not the TAP path (`bpf`: the eBPF fast path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datapath: Option<String>,
 }
 
 /// The kernel's `rtnl_link_stats64` fields that a macvlan fills (others are zero).

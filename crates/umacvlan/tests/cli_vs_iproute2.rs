@@ -684,6 +684,7 @@ fn base_info(name: &str, mac: &str, mode: Mode) -> LinkInfo {
         macaddr_data: vec![],
         stats: Stats64::default(),
         cni: None,
+        datapath: None,
     }
 }
 

@@ -36,6 +36,7 @@ mod bcqueue;
 mod counters;
 mod defrag;
 pub mod event;
+pub mod fastpath;
 pub mod hash;
 mod port;
 mod snapshot;

@@ -250,6 +250,8 @@ pub struct PortSnapshot {
     sources: MacTable,
     /// `source_lists[i]` are the devices listening to a source MAC, in the kernel's order.
     source_lists: Vec<Box<[DevId]>>,
+    /// The source addresses some source-mode macvlan listens to, sorted.
+    source_macs: Box<[MacAddr]>,
     mc_filter: Bitmap256,
     bc_filter: Bitmap256,
     bc_queue_len: u32,
@@ -307,12 +309,38 @@ impl PortSnapshot {
             by_mac,
             devs,
             flood,
+            source_macs: keys.iter().map(|(m, _)| *m).collect(),
             sources: MacTable::build(keys),
             source_lists,
             mc_filter,
             bc_filter,
             bc_queue_len,
         }
+    }
+
+    /// The lower is up (its receive path accepts frames).
+    pub fn lower_up(&self) -> bool {
+        self.lower_up
+    }
+
+    /// The lower's MTU.
+    pub fn lower_mtu(&self) -> u32 {
+        self.lower_mtu
+    }
+
+    /// The passthru macvlan, when the port is in passthru mode.
+    pub fn passthru(&self) -> Option<DevId> {
+        self.passthru
+    }
+
+    /// The source addresses source-mode macvlans listen to (`macvlan_forward_source`).
+    pub fn source_macs(&self) -> &[MacAddr] {
+        &self.source_macs
+    }
+
+    /// Every macvlan, in id order.
+    pub fn devices(&self) -> impl Iterator<Item = &DevSnap> + '_ {
+        self.devs.iter().flatten()
     }
 
     /// The broadcast queue's capacity (`usedbcqueuelen`).

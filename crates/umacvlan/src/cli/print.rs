@@ -404,6 +404,11 @@ fn macvlan_text(out: &mut String, l: &LinkInfo) {
     if let Some(b) = l.bclim {
         let _ = write!(out, "bclim {b} ");
     }
+    // umacvlan's own: the data path, when not the TAP path. (Text only: the JSON stays
+    // iproute2's, key for key.)
+    if let Some(d) = &l.datapath {
+        let _ = write!(out, "datapath {d} ");
+    }
     if mode != Mode::Source {
         return;
     }

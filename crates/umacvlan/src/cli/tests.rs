@@ -529,6 +529,7 @@ fn info(name: &str, idx: u32, mode: Mode) -> LinkInfo {
         macaddr_data: vec![],
         stats: Stats64::default(),
         cni: None,
+        datapath: None,
     }
 }
 

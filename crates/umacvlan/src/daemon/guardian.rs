@@ -76,6 +76,8 @@ impl Guardian {
 
 /// The guardian process: reads arm/disarm lines until EOF, then restores what is armed.
 pub fn main() -> i32 {
+    // The daemon is our parent; its fast-path devices carry its pid in their names.
+    let hidden_prefix = super::fastpath::hidden_prefix(std::os::unix::process::parent_id());
     // Setting a link's address is all it will ever do.
     let only_admin = [caps::Capability::CAP_NET_ADMIN].into_iter().collect();
     if let Err(e) = super::privileges::drop_to(&only_admin) {
@@ -107,7 +109,7 @@ pub fn main() -> i32 {
             _ => {}
         }
     }
-    let mut failed = 0;
+    let mut failed = remove_hidden_ends(&hidden_prefix);
     if !armed.is_empty() {
         let mut rt = match RtNetlink::open() {
             Ok(rt) => rt,
@@ -137,4 +139,22 @@ pub fn main() -> i32 {
         }
     }
     i32::from(failed > 0)
+}
+
+/// Deletes the daemon's fast-path veth pairs (their hidden ends are named `prefix…`; deleting
+/// one end deletes the pair, the macvlan with it), which, unlike TAPs, outlive their creator.
+/// Returns how many could not be deleted.
+fn remove_hidden_ends(prefix: &str) -> i32 {
+    let Ok(mut rt) = RtNetlink::open() else {
+        return 1;
+    };
+    let links = rt.dump_links().unwrap_or_default();
+    let mut failed = 0;
+    for l in links.iter().filter(|l| l.name.starts_with(prefix)) {
+        if let Err(e) = rt.del_link(l.ifindex) {
+            eprintln!("umacvlan guardian: cannot delete {}: {e}", l.name);
+            failed += 1;
+        }
+    }
+    failed
 }

@@ -6,6 +6,7 @@
 //! both accepted it, so a refused request changes nothing.
 
 use super::dataplane::{Dataplane, View};
+use super::fastpath::{FastState, Upper};
 use super::lower_refs::LowerRefs;
 
 // trace and monitor requests (`impl Manager` in manager/observe.rs).
@@ -38,7 +39,7 @@ pub struct ManagerOptions {
 
 /// One macvlan's system side.
 struct DevEntry {
-    tap: Arc<Tap>,
+    tap: Arc<Upper>,
     /// The namespace the TAP lives in; `None`: the daemon's.
     netns: Option<NetnsHandle>,
     /// How the namespace was named when the macvlan was placed there (for the state file).
@@ -221,6 +222,8 @@ pub struct Manager {
     seq: u64,
     /// Where ports' data planes report decisions while someone monitors.
     monitor: Option<Arc<super::monitor::MonitorHub>>,
+    /// The eBPF fast path, when the daemon runs `--datapath bpf` (see [`super::fastpath`]).
+    fast: Option<FastState>,
 }
 
 impl Manager {
@@ -233,6 +236,7 @@ impl Manager {
             opts,
             seq: 0,
             monitor: None,
+            fast: None,
         })
     }
 
@@ -385,7 +389,10 @@ impl Manager {
         }
         let dev = port.device(id).cloned().expect("just added");
         // Created down and brought up only once the data plane sees it up (below).
-        let tap = create_tap(ns.as_ref(), &dev, port.carrier())?;
+        let tap = match self.fast.as_mut() {
+            Some(f) => Upper::Veth(f.create_upper(ns.as_ref(), &dev, port.carrier())?),
+            None => Upper::Tap(create_tap(ns.as_ref(), &dev, port.carrier())?),
+        };
         let ifindex = tap.ifindex()?;
         self.seq += 1;
         let entry = DevEntry {
@@ -432,6 +439,9 @@ impl Manager {
     /// A port on the lower `lower` of the daemon's namespace.
     fn start_port(&mut self, lower: u32, port: Port) -> OpResult<PortEntry> {
         let (lowers, members_sock) = self.open_lower(None, lower)?;
+        if let Some(f) = self.fast.as_mut() {
+            f.port_started(&port.lower().name, lower)?;
+        }
         let view = View {
             snap: port.snapshot(),
             uppers: Vec::new(),
@@ -475,15 +485,25 @@ impl Manager {
         };
         // Each socket is created in the lower's namespace (by the broker when it is another
         // one) and configured here.
-        let mut lowers: Vec<Arc<dyn LowerIo>> = Vec::new();
+        let mut sockets = Vec::new();
         for _ in 0..workers {
             let s = LowerSocket::open_in(ns, ifindex, &opts)?;
             if let Some(f) = opts.fanout.as_mut().filter(|f| f.group.is_none()) {
                 f.group = Some(s.fanout_group()?);
             }
-            lowers.push(Arc::new(s));
+            sockets.push(s);
         }
         let members = LowerSocket::open_membership_holder_in(ns, ifindex)?;
+        if let Some(f) = &self.fast {
+            // Unicast is the fast path's, and these sockets see every frame before it does.
+            for s in &sockets {
+                f.filter_socket(s)?;
+            }
+        }
+        let lowers: Vec<Arc<dyn LowerIo>> = sockets
+            .into_iter()
+            .map(|s| Arc::new(s) as Arc<dyn LowerIo>)
+            .collect();
         Ok((lowers, members))
     }
 
@@ -492,6 +512,13 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
+        if let Some(f) = self.fast.as_mut() {
+            // Before the view: a removed macvlan's entries go before its device.
+            let devs = &pe.devs;
+            f.publish(lower.1, &pe.port, &|id| {
+                devs.get(&id).and_then(|d| d.tap.hidden_ifindex())
+            });
+        }
         let snap = pe.port.snapshot();
         let mut uppers: Vec<Option<Arc<dyn UpperIo>>> = vec![None; snap.id_bound()];
         for (id, d) in &pe.devs {
@@ -759,9 +786,12 @@ impl Manager {
         let Ok(removed) = pe.port.remove_device(id) else {
             return;
         };
-        pe.devs.remove(&id);
+        let hidden = pe.devs.remove(&id).and_then(|e| e.tap.hidden_ifindex());
         tracing::info!(name = %removed.device.name, "macvlan removed");
         if removed.port_empty {
+            if let Some(f) = self.fast.as_mut() {
+                f.port_gone(lower.1);
+            }
             let pe = self.ports.remove(&lower).expect("present");
             pe.dp.stop();
             if let Some(mac) = removed.restore_lower_mac {
@@ -782,6 +812,9 @@ impl Manager {
             if let Some(pe) = self.ports.get(&lower) {
                 pe.dp.retire(id);
             }
+        }
+        if let (Some(f), Some(h)) = (self.fast.as_mut(), hidden) {
+            f.upper_gone(h);
         }
     }
 
@@ -809,7 +842,10 @@ impl Manager {
                 let Some(e) = pe.devs.get(&d.id) else {
                     continue;
                 };
-                let c = pe.dp.counters(d.id);
+                let mut c = pe.dp.counters(d.id);
+                if let (Some(f), Some(h)) = (&self.fast, e.tap.hidden_ifindex()) {
+                    c.add(&f.counters(h));
+                }
                 all.push((
                     e.seq,
                     link_info(&pe.port, pe.netns.as_ref(), d, e, c, &ns_name),
@@ -840,7 +876,11 @@ impl Manager {
                     devices: pe.port.devices().iter().map(|d| d.name.clone()).collect(),
                     bc_queue_len: pe.port.bc_queue_len_used(),
                     bc_cutoff: pe.port.bc_cutoff(),
-                    lower_rx_dropped: c.lower_rx_dropped,
+                    lower_rx_dropped: c.lower_rx_dropped
+                        + self
+                            .fast
+                            .as_ref()
+                            .map_or(0, |f| f.lower_rx_dropped(*ifindex)),
                     malformed: c.malformed,
                     defrag_dropped: c.defrag_dropped,
                     socket_dropped: pe.dp.socket_drops(),
@@ -1007,6 +1047,14 @@ impl Manager {
         // NETDEV_UNREGISTER: every macvlan on it goes.
         if let Some(pe) = self.ports.remove(&lower) {
             tracing::info!(lower = %pe.port.lower().name, "lower device gone; removing its macvlans");
+            if let Some(f) = self.fast.as_mut() {
+                f.port_gone(lower.1);
+                for e in pe.devs.values() {
+                    if let Some(h) = e.tap.hidden_ifindex() {
+                        f.upper_gone(h);
+                    }
+                }
+            }
             pe.dp.stop();
         }
     }
@@ -1019,6 +1067,15 @@ impl Manager {
     /// namespace, and the engine port and the TAPs stay as they are. If the new namespace
     /// cannot be found (nothing we can open holds it), the lower is taken for deleted.
     fn lower_moved(&mut self, old: LowerKey, nsid: i32, ifindex: u32) {
+        if self.fast.is_some() {
+            // The programs reach the macvlans' hidden ends by ifindex in the lower's namespace.
+            tracing::warn!(
+                nsid,
+                "lower moved to another namespace, where the bpf datapath cannot follow it; \
+                 removing its macvlans"
+            );
+            return self.lower_gone(old);
+        }
         let known: Vec<NetnsHandle> = self.watched_namespaces();
         let known: Vec<&NetnsHandle> = known.iter().collect();
         let Some(ns) = self.lower_rtnl(old).netns_by_nsid(nsid, &known) else {
@@ -1325,6 +1382,11 @@ impl Manager {
         all.into_iter().map(|(_, a)| a).collect()
     }
 
+    /// Puts new macvlans on the eBPF fast path (before any is created).
+    pub fn set_fast_path(&mut self, f: FastState) {
+        self.fast = Some(f);
+    }
+
     /// Hands over the guardian; [`sync_guardian`](Self::sync_guardian) keeps it informed.
     pub fn set_guardian(&mut self, g: super::guardian::Guardian) {
         self.guardian = Some(g);
@@ -1395,7 +1457,7 @@ fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult
 /// `IFF_NO_QUEUE`, shows `noop` until its first up and `noqueue` from then on; a TAP would
 /// get `pfifo_fast`). Set before the first up, it is what up keeps; moving the TAP to
 /// another namespace resets it, so it is set on every up. Failing leaves only the look.
-fn noqueue_qdisc(tap: &Tap) {
+fn noqueue_qdisc(tap: &Upper) {
     let r = tap.netns().and_then(|ns| {
         let ifindex = tap.ifindex()?;
         RtNetlink::open_in(Some(&ns))?
@@ -1408,7 +1470,7 @@ fn noqueue_qdisc(tap: &Tap) {
 }
 
 /// Makes the TAP show what the engine says the macvlan is.
-fn sync_tap(tap: &Tap, before: Option<&Device>, after: &Device) -> io::Result<()> {
+fn sync_tap(tap: &Upper, before: Option<&Device>, after: &Device) -> io::Result<()> {
     let b = before.cloned();
     if b.as_ref().is_none_or(|b| b.mac != after.mac) {
         tap.set_mac(after.mac)?;
@@ -1503,6 +1565,7 @@ fn link_info(
             .then_some(port.bc_cutoff()),
         macaddr_count: d.macaddr_count(),
         macaddr_data: d.sources(),
+        datapath: (e.tap.datapath() != "tap").then(|| e.tap.datapath().to_string()),
         stats: Stats64 {
             rx_packets: c.rx_packets,
             rx_bytes: c.rx_bytes,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod dataplane;
+pub mod fastpath;
 pub mod guardian;
 pub mod lower_refs;
 pub mod manager;
@@ -68,6 +69,18 @@ pub struct DaemonArgs {
     /// Internal: run as the namespace broker of a daemon (see `daemon::broker`).
     #[arg(long, hide = true, conflicts_with = "guardian")]
     pub broker: bool,
+    /// Data path: `bpf` forwards unicast with eBPF programs (veth-based macvlans), `tap`
+    /// moves every frame through userspace (TAP-based macvlans), `auto` is bpf where the kernel
+    /// and privileges allow, else tap.
+    #[arg(long, value_enum, default_value = "tap")]
+    pub datapath: fastpath::DatapathArg,
+    /// With the bpf datapath: the programs trace every decision to a ring buffer.
+    #[arg(long, hide = true)]
+    pub bpf_trace: bool,
+    /// With the bpf datapath (experiment): bridge-to-bridge unicast straight into the
+    /// destination, not through the lower's receive path.
+    #[arg(long, hide = true)]
+    pub bpf_bridge_direct: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `umacvlan=debug`.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -150,6 +163,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     });
     // Sockets that may need more than the daemon keeps are bound first; then capabilities
     // are dropped, before any thread exists.
+    // Loading BPF needs capabilities the daemon is about to give up; before the control
+    // socket, so that a daemon clients can reach has its data path.
+    let fast = fastpath::choose(args.datapath, args.bpf_trace, args.bpf_bridge_direct)?;
     let listener = control::bind(&args.socket)?;
     let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
     // Started with every capability the daemon is about to give up (it needs CAP_NET_ADMIN).
@@ -186,6 +202,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         Err(e) => tracing::warn!("cannot drop capabilities: {e}"),
     }
     let mut mgr = Manager::new(ManagerOptions { workers })?;
+    if let Some(fp) = fast {
+        mgr.set_fast_path(fastpath::FastState::new(fp));
+    }
     match guardian {
         Ok(g) => {
             tracing::debug!(pid = g.pid(), "guardian started");

@@ -1,0 +1,145 @@
+//! The map keys and values, mirrored from `bpf/lib/umacvlan.h` (must stay in sync with it;
+//! `tests/bpf_layout.rs` compares both through the object's BTF).
+
+/// `struct umv_mac_key`: a macvlan's address on one lower.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacKey {
+    /// The lower's ifindex.
+    pub lower_ifindex: u32,
+    /// The macvlan's address.
+    pub mac: [u8; 6],
+    /// Zero.
+    pub pad: [u8; 2],
+}
+
+/// `struct umv_dev`: one macvlan.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevEntry {
+    /// The daemon-side end of the macvlan's veth pair (it names the macvlan in the maps).
+    pub hidden_ifindex: u32,
+    /// Its lower.
+    pub lower_ifindex: u32,
+    /// `MACVLAN_MODE_*`.
+    pub mode: u32,
+    /// [`DEV_UP`].
+    pub flags: u32,
+}
+
+/// `struct umv_port`: one lower.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortEntry {
+    /// [`PORT_LOWER_UP`], [`PORT_PASSTHRU`].
+    pub flags: u32,
+    /// Longest frame the lower's receive path accepts (MTU + Ethernet header + one tag).
+    pub max_frame: u32,
+    /// The passthru macvlan, when [`PORT_PASSTHRU`] is set.
+    pub passthru: DevEntry,
+}
+
+/// `struct umv_stats`: one device's counters on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames delivered to the macvlan.
+    pub rx_packets: u64,
+    /// Their bytes, counted as the kernel counts them.
+    pub rx_bytes: u64,
+    /// Frames the macvlan sent that the fast path forwarded.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// On a lower: local bridge frames `dev_forward_skb` refused.
+    pub rx_dropped: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_dropped += o.rx_dropped;
+    }
+}
+
+/// `struct umv_event`: one traced decision.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The device the program ran on.
+    pub ifindex: u32,
+    /// Where the frame went (a hidden end or a lower), 0 if nowhere.
+    pub target_ifindex: u32,
+    /// A [`Verdict`] code.
+    pub verdict: u32,
+    /// `skb->len`.
+    pub len: u32,
+    /// Destination address.
+    pub dst: [u8; 6],
+    /// Source address.
+    pub src: [u8; 6],
+}
+
+/// `UMV_DEV_UP`.
+pub const DEV_UP: u32 = 1;
+/// `UMV_PORT_LOWER_UP`.
+pub const PORT_LOWER_UP: u32 = 1;
+/// `UMV_PORT_PASSTHRU`.
+pub const PORT_PASSTHRU: u32 = 2;
+
+/// `enum umv_verdict`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Left to the lower's stack and the slow path.
+    Pass = 1,
+    /// Redirected into a macvlan.
+    Unicast = 2,
+    /// Passthru macvlan down: dropped.
+    TargetDown = 3,
+    /// To the lower's transmit.
+    Wire = 4,
+    /// Bridge to bridge through the lower's receive path.
+    Local = 5,
+    /// The lower refused the local frame.
+    LocalRefused = 6,
+    /// Sender unknown or down.
+    SenderDown = 7,
+    /// Group destination from a macvlan: the slow path has it.
+    SlowPath = 8,
+    /// Shorter than an Ethernet header.
+    Malformed = 9,
+}
+
+impl Verdict {
+    /// From the code in an [`Event`].
+    pub fn from_code(c: u32) -> Option<Verdict> {
+        use Verdict::*;
+        [
+            Pass,
+            Unicast,
+            TargetDown,
+            Wire,
+            Local,
+            LocalRefused,
+            SenderDown,
+            SlowPath,
+            Malformed,
+        ]
+        .into_iter()
+        .find(|v| *v as u32 == c)
+    }
+}
+
+// SAFETY: plain `#[repr(C)]` integers and byte arrays with explicit padding fields: every bit
+// pattern is valid and there are no implicit padding bytes.
+unsafe impl aya::Pod for MacKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DevEntry {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PortEntry {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Stats {}

@@ -1,0 +1,423 @@
+//! The eBPF fast path's kernel side: loads `bpf/umacvlan_tc.c` (compiled by `build.rs`),
+//! attaches its programs with tcx links (they detach when the daemon's fds close, so a killed
+//! daemon leaves no program behind), and reads and writes its maps. Built on `aya`.
+//!
+//! The map contents are computed elsewhere (`umacvlan_core::engine::fastpath`); this module
+//! only moves them into the kernel.
+
+mod apply;
+pub mod maps;
+
+pub use apply::Applied;
+
+use aya::maps::{HashMap as BpfHash, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
+use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};
+use aya::programs::SocketFilter;
+use aya::programs::{LinkOrder, ProgramError, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader};
+use maps::{DevEntry, Event, MacKey, PortEntry, Stats};
+use std::collections::HashMap;
+
+/// The compiled object (empty when clang was missing at build time).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/umacvlan_tc.o"));
+
+/// The program on a lower's ingress (`macvlan_handle_frame` for unicast).
+pub const PROG_LOWER: &str = "umv_lower_ingress";
+/// The program on a macvlan's hidden end's ingress (`macvlan_queue_xmit`).
+pub const PROG_XMIT: &str = "umv_macvlan_xmit";
+/// The socket filter on the slow path's lower sockets.
+pub const PROG_SLOW_FILTER: &str = "umv_slow_filter";
+
+/// What went wrong, naming the program or map concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum FastPathError {
+    /// The crate was built without the object.
+    #[error("the eBPF fast path was not built into this binary (clang was missing at build time)")]
+    NotBuilt,
+    /// The object could not be loaded (maps created), e.g. no BPF permission.
+    #[error("cannot load the eBPF object: {0}")]
+    Load(String),
+    /// The verifier (or the kernel) refused a program.
+    #[error("the kernel refused eBPF program {program}: {detail}")]
+    Program {
+        /// The program's name.
+        program: &'static str,
+        /// Why (the verifier's log for a rejection).
+        detail: String,
+    },
+    /// Attaching failed.
+    #[error("cannot attach eBPF program {program} to {ifname}: {detail}")]
+    Attach {
+        /// The program's name.
+        program: &'static str,
+        /// The device.
+        ifname: String,
+        /// Why.
+        detail: String,
+    },
+    /// A map operation failed.
+    #[error("eBPF map {map}: {detail}")]
+    Map {
+        /// The map's name.
+        map: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, FastPathError>;
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> FastPathError {
+    move |e| FastPathError::Map {
+        map,
+        detail: e.to_string(),
+    }
+}
+
+/// The loaded programs and maps. Dropping it detaches every program.
+pub struct FastPath {
+    bpf: Ebpf,
+    macs: BpfHash<MapData, MacKey, DevEntry>,
+    devs: BpfHash<MapData, u32, DevEntry>,
+    ports: BpfHash<MapData, u32, PortEntry>,
+    sources: BpfHash<MapData, MacKey, u32>,
+    stats: PerCpuHashMap<MapData, u32, Stats>,
+    events: Option<RingBuf<MapData>>,
+    /// Attached links by (program, ifindex).
+    links: HashMap<(&'static str, u32), aya::programs::tc::SchedClassifierLinkId>,
+    ncpus: usize,
+}
+
+impl FastPath {
+    /// Whether this binary carries the programs.
+    pub fn built() -> bool {
+        !OBJECT.is_empty()
+    }
+
+    /// Loads the object and both programs (nothing attached yet). `trace`: the programs emit
+    /// every decision to the `umv_events` ring buffer ([`FastPath::take_events`]); off, the
+    /// tracing code is removed by the verifier.
+    pub fn load(trace: bool) -> Result<FastPath> {
+        Self::load_with(trace, false)
+    }
+
+    /// [`FastPath::load`], and `bridge_direct`: bridge-to-bridge unicast goes straight into
+    /// the destination (`bpf_redirect_peer`) instead of through the lower's receive path (an
+    /// experiment: packet taps on the lower then miss it, unlike the kernel's).
+    pub fn load_with(trace: bool, bridge_direct: bool) -> Result<FastPath> {
+        if !Self::built() {
+            return Err(FastPathError::NotBuilt);
+        }
+        let trace_flag: u32 = trace as u32;
+        let direct_flag: u32 = bridge_direct as u32;
+        let mut bpf = EbpfLoader::new()
+            .override_global("UMV_TRACE", &trace_flag, true)
+            .override_global("UMV_BRIDGE_DIRECT", &direct_flag, true)
+            .load(OBJECT)
+            .map_err(|e| FastPathError::Load(full_chain(&e)))?;
+        for program in [PROG_LOWER, PROG_XMIT] {
+            let p: &mut SchedClassifier = bpf
+                .program_mut(program)
+                .ok_or(FastPathError::Program {
+                    program,
+                    detail: "missing from the object".into(),
+                })?
+                .try_into()
+                .map_err(|e: ProgramError| FastPathError::Program {
+                    program,
+                    detail: e.to_string(),
+                })?;
+            p.load().map_err(|e| FastPathError::Program {
+                program,
+                detail: program_error(&e),
+            })?;
+        }
+        let program = PROG_SLOW_FILTER;
+        let f: &mut SocketFilter = bpf
+            .program_mut(program)
+            .ok_or(FastPathError::Program {
+                program,
+                detail: "missing from the object".into(),
+            })?
+            .try_into()
+            .map_err(|e: ProgramError| FastPathError::Program {
+                program,
+                detail: e.to_string(),
+            })?;
+        f.load().map_err(|e| FastPathError::Program {
+            program,
+            detail: program_error(&e),
+        })?;
+        let take = |bpf: &mut Ebpf, name: &'static str| {
+            bpf.take_map(name).ok_or(FastPathError::Map {
+                map: name,
+                detail: "missing from the object".into(),
+            })
+        };
+        let macs = BpfHash::try_from(take(&mut bpf, "umv_macs")?).map_err(map_err("umv_macs"))?;
+        let devs = BpfHash::try_from(take(&mut bpf, "umv_devs")?).map_err(map_err("umv_devs"))?;
+        let ports =
+            BpfHash::try_from(take(&mut bpf, "umv_ports")?).map_err(map_err("umv_ports"))?;
+        let sources =
+            BpfHash::try_from(take(&mut bpf, "umv_sources")?).map_err(map_err("umv_sources"))?;
+        let stats =
+            PerCpuHashMap::try_from(take(&mut bpf, "umv_stats")?).map_err(map_err("umv_stats"))?;
+        let events = if trace {
+            Some(RingBuf::try_from(take(&mut bpf, "umv_events")?).map_err(map_err("umv_events"))?)
+        } else {
+            None
+        };
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| FastPathError::Map {
+            map: "umv_stats",
+            detail: format!("cannot count the possible CPUs: {e}"),
+        })?;
+        Ok(FastPath {
+            bpf,
+            macs,
+            devs,
+            ports,
+            sources,
+            stats,
+            events,
+            links: HashMap::new(),
+            ncpus,
+        })
+    }
+
+    fn program(&mut self, program: &'static str) -> &mut SchedClassifier {
+        self.bpf
+            .program_mut(program)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked at load")
+    }
+
+    /// Attaches `program` ([`PROG_LOWER`] or [`PROG_XMIT`]) at the ingress of device
+    /// `ifname` (ifindex `ifindex`, in the calling thread's namespace) with a tcx link.
+    pub fn attach(&mut self, program: &'static str, ifname: &str, ifindex: u32) -> Result<()> {
+        if self.links.contains_key(&(program, ifindex)) {
+            return Ok(());
+        }
+        let id = self
+            .program(program)
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(|e| FastPathError::Attach {
+                program,
+                ifname: ifname.into(),
+                detail: program_error(&e),
+            })?;
+        self.links.insert((program, ifindex), id);
+        Ok(())
+    }
+
+    /// Detaches `program` from device `ifindex` (nothing if it was not attached).
+    pub fn detach(&mut self, program: &'static str, ifindex: u32) {
+        if let Some(id) = self.links.remove(&(program, ifindex)) {
+            // A deleted device took its link with it; detaching a defunct link may fail.
+            let _ = self.program(program).detach(id);
+        }
+    }
+
+    /// Makes `sock` (a slow-path packet socket on a lower) keep only what the lower's program
+    /// leaves to userspace (`SO_ATTACH_BPF` with [`PROG_SLOW_FILTER`]).
+    pub fn filter_socket(&self, sock: &impl std::os::fd::AsFd) -> Result<()> {
+        let program = PROG_SLOW_FILTER;
+        let f: &SocketFilter = self
+            .bpf
+            .program(program)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked at load");
+        f.attach(sock).map_err(|e| FastPathError::Attach {
+            program,
+            ifname: "a lower's packet socket".into(),
+            detail: program_error(&e),
+        })
+    }
+
+    /// Marks a source address some source-mode macvlan listens to.
+    pub fn set_source(&mut self, k: MacKey) -> Result<()> {
+        self.sources.insert(k, 1, 0).map_err(map_err("umv_sources"))
+    }
+    /// Unmarks a source address.
+    pub fn remove_source(&mut self, k: &MacKey) {
+        let _ = self.sources.remove(k);
+    }
+
+    /// Sets one macvlan address entry.
+    pub fn set_mac(&mut self, k: MacKey, v: DevEntry) -> Result<()> {
+        self.macs.insert(k, v, 0).map_err(map_err("umv_macs"))
+    }
+    /// Removes one macvlan address entry (absent: nothing).
+    pub fn remove_mac(&mut self, k: &MacKey) {
+        let _ = self.macs.remove(k);
+    }
+    /// Sets one macvlan entry, keyed by its hidden end.
+    pub fn set_dev(&mut self, hidden: u32, v: DevEntry) -> Result<()> {
+        self.devs.insert(hidden, v, 0).map_err(map_err("umv_devs"))
+    }
+    /// Removes one macvlan entry.
+    pub fn remove_dev(&mut self, hidden: u32) {
+        let _ = self.devs.remove(&hidden);
+    }
+    /// Sets one port entry.
+    pub fn set_port(&mut self, lower: u32, v: PortEntry) -> Result<()> {
+        self.ports.insert(lower, v, 0).map_err(map_err("umv_ports"))
+    }
+    /// Removes one port entry.
+    pub fn remove_port(&mut self, lower: u32) {
+        let _ = self.ports.remove(&lower);
+    }
+    /// The current address entries.
+    pub fn macs(&self) -> Vec<(MacKey, DevEntry)> {
+        self.macs.iter().filter_map(|r| r.ok()).collect()
+    }
+    /// The current macvlan entries.
+    pub fn devs(&self) -> Vec<(u32, DevEntry)> {
+        self.devs.iter().filter_map(|r| r.ok()).collect()
+    }
+    /// The current port entries.
+    pub fn ports(&self) -> Vec<(u32, PortEntry)> {
+        self.ports.iter().filter_map(|r| r.ok()).collect()
+    }
+
+    /// Starts counting for device `ifindex` from zero (the programs count only devices that
+    /// have an entry).
+    pub fn reset_stats(&mut self, ifindex: u32) -> Result<()> {
+        let zero = PerCpuValues::try_from(vec![Stats::default(); self.ncpus]).map_err(|e| {
+            FastPathError::Map {
+                map: "umv_stats",
+                detail: e.to_string(),
+            }
+        })?;
+        self.stats
+            .insert(ifindex, zero, 0)
+            .map_err(map_err("umv_stats"))
+    }
+    /// Stops counting for device `ifindex`.
+    pub fn remove_stats(&mut self, ifindex: u32) {
+        let _ = self.stats.remove(&ifindex);
+    }
+    /// Device `ifindex`'s counters summed over the CPUs (zero if it has none).
+    pub fn stats(&self, ifindex: u32) -> Stats {
+        let mut sum = Stats::default();
+        if let Ok(v) = self.stats.get(&ifindex, 0) {
+            for s in v.iter() {
+                sum += *s;
+            }
+        }
+        sum
+    }
+
+    /// Traced decisions since the last call (empty when loaded without tracing).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        if let Some(rb) = self.events.as_mut() {
+            while let Some(item) = rb.next() {
+                if item.len() >= std::mem::size_of::<Event>() {
+                    let mut e = Event::default();
+                    // Field by field: the ring buffer's bytes have no alignment guarantee.
+                    let b = &item[..];
+                    let u = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+                    e.ifindex = u(0);
+                    e.target_ifindex = u(4);
+                    e.verdict = u(8);
+                    e.len = u(12);
+                    e.dst.copy_from_slice(&b[16..22]);
+                    e.src.copy_from_slice(&b[22..28]);
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs `program` once on `frame` as received on device `ifindex` (BPF_PROG_TEST_RUN; no
+    /// redirect is carried out) and returns the program's verdict (`TC_ACT_*`; for
+    /// [`PROG_SLOW_FILTER`], the bytes kept).
+    pub fn test_run(&mut self, program: &'static str, frame: &[u8], ifindex: u32) -> Result<u32> {
+        // struct __sk_buff up to and including `ifindex` (offset 40); the rest zero.
+        let mut ctx = [0u8; 192];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        };
+        let r = if program == PROG_SLOW_FILTER {
+            let f: &SocketFilter = self
+                .bpf
+                .program(program)
+                .and_then(|p| p.try_into().ok())
+                .expect("checked at load");
+            f.test_run(opts)
+        } else {
+            self.program(program).test_run(opts)
+        }
+        .map_err(|e| FastPathError::Program {
+            program,
+            detail: program_error(&e),
+        })?;
+        Ok(r.return_value)
+    }
+}
+
+/// `TC_ACT_OK`.
+pub const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_SHOT`.
+pub const TC_ACT_SHOT: u32 = 2;
+/// `TC_ACT_REDIRECT`.
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+fn program_error(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => format!("{io_error}; verifier log:\n{verifier_log}"),
+        e => full_chain(e),
+    }
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s += &format!(": {x}");
+        src = x.source();
+    }
+    s
+}
+
+impl FastPath {
+    /// Whether this kernel has what the fast path uses: tcx links (6.6+).
+    pub fn supported() -> Result<()> {
+        if !Self::built() {
+            return Err(FastPathError::NotBuilt);
+        }
+        match aya::util::KernelVersion::current() {
+            Ok(v) if v >= aya::util::KernelVersion::new(6, 6, 0) => Ok(()),
+            Ok(v) => Err(FastPathError::Load(format!(
+                "kernel {v:?} has no tcx links (6.6 or later needed)"
+            ))),
+            Err(e) => Err(FastPathError::Load(format!(
+                "cannot read the kernel version: {e}"
+            ))),
+        }
+    }
+}
+
+/// The names of the programs attached at device `ifname`'s tcx ingress (calling thread's
+/// namespace): what a killed daemon must not leave behind.
+pub fn tcx_ingress_programs(ifname: &str) -> std::io::Result<Vec<String>> {
+    let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+        .map_err(|e| std::io::Error::other(full_chain(&e)))?;
+    Ok(progs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_string())
+        .collect())
+}

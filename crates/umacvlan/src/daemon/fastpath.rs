@@ -1,0 +1,449 @@
+//! The eBPF data path (`umacvlan daemon --datapath bpf`): each macvlan is the far end of a
+//! veth pair whose near ("hidden") end stays in the daemon's namespace, so that programs on the
+//! lower can reach it with `bpf_redirect_peer` wherever it lives. Unicast is forwarded by the
+//! programs (`bpf/umacvlan_tc.c`); group destinations keep going through the userspace data
+//! plane, which reads them from a packet socket on the hidden end (filtered to group frames)
+//! and writes flood copies into it. The maps are computed from the engine's snapshot on every
+//! publish (`umacvlan_core::engine::fastpath`).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+use umacvlan_core::engine::fastpath::tables;
+use umacvlan_core::engine::{DevCounters, DevId, Device, Port};
+use umacvlan_core::wire::MacAddr;
+use umacvlan_io::bpf::maps::Stats;
+use umacvlan_io::bpf::{Applied, FastPath, PROG_LOWER, PROG_XMIT};
+use umacvlan_io::mem::{LowerIo, UpperIo};
+use umacvlan_io::netlink::{LinkChange, RtNetlink, VethPeer};
+use umacvlan_io::{LowerOptions, LowerSocket, NetnsHandle, RxBatch, Tap};
+
+/// `--datapath`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatapathArg {
+    /// bpf where the kernel and privileges allow, otherwise tap.
+    Auto,
+    /// The eBPF fast path; fail if unavailable.
+    Bpf,
+    /// Every frame through the userspace data plane and TAP devices.
+    Tap,
+}
+
+/// Loads the fast path if `arg` asks for it (before capabilities are dropped: loading needs
+/// CAP_BPF or CAP_SYS_ADMIN). `Ok(None)`: the TAP path.
+pub fn choose(arg: DatapathArg, trace: bool, bridge_direct: bool) -> io::Result<Option<FastPath>> {
+    if arg == DatapathArg::Tap {
+        return Ok(None);
+    }
+    let t0 = std::time::Instant::now();
+    match FastPath::supported().and_then(|()| FastPath::load_with(trace, bridge_direct)) {
+        Ok(fp) => {
+            tracing::info!(
+                "datapath: bpf (unicast forwarded by tc programs; loaded in {} ms)",
+                t0.elapsed().as_millis()
+            );
+            Ok(Some(fp))
+        }
+        Err(e) if arg == DatapathArg::Auto => {
+            tracing::info!("datapath: tap (the eBPF fast path is unavailable: {e})");
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::other(format!("--datapath bpf: {e}"))),
+    }
+}
+
+/// The fast path's state in the manager.
+pub struct FastState {
+    fp: FastPath,
+    /// What was written for each lower (by ifindex).
+    applied: HashMap<u32, Applied>,
+    next_name: u32,
+}
+
+/// Prefix of this daemon's hidden ends: the guardian deletes what is left of them.
+pub fn hidden_prefix(pid: u32) -> String {
+    format!("umv{:05x}h", pid & 0xfffff)
+}
+
+impl FastState {
+    /// Wraps a loaded fast path.
+    pub fn new(fp: FastPath) -> FastState {
+        FastState {
+            fp,
+            applied: HashMap::new(),
+            next_name: 0,
+        }
+    }
+
+    /// A port on lower `ifindex` (named `name`, in the daemon's namespace) starts.
+    pub fn port_started(&mut self, name: &str, ifindex: u32) -> io::Result<()> {
+        self.fp
+            .attach(PROG_LOWER, name, ifindex)
+            .map_err(io::Error::other)
+    }
+
+    /// Makes a slow-path packet socket on a lower keep only what the programs leave to it.
+    pub fn filter_socket(&self, sock: &LowerSocket) -> io::Result<()> {
+        self.fp.filter_socket(sock).map_err(io::Error::other)
+    }
+
+    /// The port on lower `ifindex` ends: its entries go, then its program.
+    pub fn port_gone(&mut self, ifindex: u32) {
+        if let Some(mut a) = self.applied.remove(&ifindex) {
+            self.fp.clear(ifindex, &mut a);
+        }
+        self.fp.detach(PROG_LOWER, ifindex);
+    }
+
+    /// Writes the maps of lower `ifindex` for `port`; `hidden` gives each macvlan's hidden end.
+    pub fn publish(&mut self, ifindex: u32, port: &Port, hidden: &dyn Fn(DevId) -> Option<u32>) {
+        let t = tables(&port.snapshot());
+        let a = self.applied.entry(ifindex).or_default();
+        if let Err(e) = self.fp.apply(ifindex, &t, hidden, a) {
+            tracing::error!("fast path map update failed: {e}");
+        }
+    }
+
+    /// Counters the programs kept for a macvlan's hidden end, as the engine's counters.
+    pub fn counters(&self, hidden: u32) -> DevCounters {
+        let s: Stats = self.fp.stats(hidden);
+        DevCounters {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            ..DevCounters::default()
+        }
+    }
+
+    /// Local bridge frames the lower refused, counted by the programs.
+    pub fn lower_rx_dropped(&self, lower: u32) -> u64 {
+        self.fp.stats(lower).rx_dropped
+    }
+
+    /// Creates macvlan `dev`'s device (down) in namespace `ns`: a veth pair, its far end named
+    /// and addressed as the macvlan, its hidden end carrying the transmit program and the slow
+    /// path's socket. Nothing is left behind on failure.
+    pub fn create_upper(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        dev: &Device,
+        carrier: bool,
+    ) -> io::Result<VethUpper> {
+        let hidden = format!("{}{:x}", hidden_prefix(std::process::id()), self.next_name);
+        self.next_name += 1;
+        let mut rtnl = RtNetlink::open()?;
+        let peer = VethPeer {
+            name: &dev.name,
+            mac: dev.mac,
+            mtu: dev.mtu,
+        };
+        // The hidden end takes any frame the macvlan may send or receive.
+        rtnl.add_veth(&hidden, 65535, &peer, ns)
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let hidden_ifindex = match rtnl.get_link_by_name(&hidden) {
+            Ok(l) => l.ifindex,
+            Err(e) => return Err(e.into()),
+        };
+        let cleanup = |fp: &mut FastPath, rtnl: &mut RtNetlink| {
+            fp.detach(PROG_XMIT, hidden_ifindex);
+            let _ = rtnl.del_link(hidden_ifindex);
+        };
+        let r = (|| -> io::Result<VethUpper> {
+            // The hidden end must stay silent toward the macvlan (no IPv6 autoconfiguration).
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{hidden}/disable_ipv6"),
+                "1",
+            );
+            self.fp
+                .attach(PROG_XMIT, &hidden, hidden_ifindex)
+                .map_err(io::Error::other)?;
+            let sock = LowerSocket::open(
+                hidden_ifindex,
+                &LowerOptions {
+                    vnet_hdr: true,
+                    rcvbuf: Some(1 << 20),
+                    ..LowerOptions::default()
+                },
+            )?;
+            sock.keep_only_group_frames()?;
+            let up = VethUpper {
+                hidden_ifindex,
+                far_ns: Mutex::new((None, ns.map(|n| n.try_clone()).transpose()?)),
+                sock,
+                batch: Mutex::new(RxBatch::with_frame_capacity(1, 65536 + 64)),
+            };
+            // The macvlan end starts down; the manager brings it up once the data plane has it.
+            up.set_carrier(carrier)?;
+            Ok(up)
+        })();
+        if r.is_err() {
+            cleanup(&mut self.fp, &mut rtnl);
+        }
+        r
+    }
+
+    /// A macvlan's device is going: its transmit program's link is let go (the maps no longer
+    /// name it; the caller has published).
+    pub fn upper_gone(&mut self, hidden: u32) {
+        self.fp.detach(PROG_XMIT, hidden);
+    }
+}
+
+/// A macvlan on the fast path: the hidden end of its veth pair (the far end is the macvlan).
+/// Dropping it deletes the pair.
+pub struct VethUpper {
+    hidden_ifindex: u32,
+    /// The far end's namespace as last seen: its id from the daemon's namespace (`None`: the
+    /// daemon's own, or not yet looked up) and a handle (`None`: the daemon's).
+    far_ns: Mutex<(Option<i32>, Option<NetnsHandle>)>,
+    /// The slow path's socket on the hidden end: group frames the macvlan sent, in; flood
+    /// copies for the macvlan, out.
+    sock: LowerSocket,
+    batch: Mutex<RxBatch>,
+}
+
+impl VethUpper {
+    /// The hidden end's ifindex (daemon's namespace).
+    pub fn hidden_ifindex(&self) -> u32 {
+        self.hidden_ifindex
+    }
+
+    /// The far end (the macvlan): its ifindex and the namespace it is in now.
+    fn far_end(&self) -> io::Result<(u32, Option<NetnsHandle>)> {
+        let mut rtnl = RtNetlink::open()?;
+        let l = rtnl.get_link_by_index(self.hidden_ifindex)?;
+        let peer = l
+            .link
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        let mut cache = self.far_ns.lock().unwrap_or_else(|e| e.into_inner());
+        // Resolving a namespace id can mean scanning every process: only when it changed
+        // (the macvlan was moved).
+        let known = match (&cache.0, l.netnsid, &cache.1) {
+            (Some(a), Some(b), Some(_)) => *a == b,
+            (_, None, None) => true,
+            _ => false,
+        };
+        if !known {
+            let ns = match l.netnsid {
+                Some(id) => {
+                    let hint: Vec<&NetnsHandle> = cache.1.iter().collect();
+                    Some(
+                        rtnl.netns_by_nsid(id, &hint)
+                            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?,
+                    )
+                }
+                None => None,
+            };
+            *cache = (l.netnsid, ns);
+        }
+        let ns = cache.1.as_ref().map(|n| n.try_clone()).transpose()?;
+        Ok((peer, ns))
+    }
+
+    fn set_far(&self, change: LinkChange<'_>) -> io::Result<()> {
+        let (ifindex, ns) = self.far_end()?;
+        RtNetlink::open_in(ns.as_ref())?.set_link(ifindex, &change)?;
+        Ok(())
+    }
+
+    /// The macvlan's ifindex in its namespace.
+    pub fn ifindex(&self) -> io::Result<u32> {
+        Ok(self.far_end()?.0)
+    }
+
+    /// The macvlan's namespace.
+    pub fn netns(&self) -> io::Result<NetnsHandle> {
+        match self.far_end()?.1 {
+            Some(ns) => Ok(ns),
+            None => NetnsHandle::current(),
+        }
+    }
+
+    /// The macvlan's MAC.
+    pub fn mac(&self) -> io::Result<MacAddr> {
+        let (ifindex, ns) = self.far_end()?;
+        RtNetlink::open_in(ns.as_ref())?
+            .get_link_by_index(ifindex)?
+            .mac
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
+    }
+
+    /// Sets the macvlan's MAC.
+    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+        self.set_far(LinkChange {
+            mac: Some(mac),
+            ..Default::default()
+        })
+    }
+
+    /// Sets the macvlan's MTU.
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        self.set_far(LinkChange {
+            mtu: Some(mtu),
+            ..Default::default()
+        })
+    }
+
+    /// Sets the macvlan administratively up or down.
+    pub fn set_up(&self, up: bool) -> io::Result<()> {
+        self.set_far(LinkChange {
+            up: Some(up),
+            ..Default::default()
+        })
+    }
+}
+
+impl UpperIo for VethUpper {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        match self.sock.recv_batch(&mut b) {
+            Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => {}
+            // A packet socket reports its device going down once (the hidden end follows the
+            // lower's carrier); the socket stays usable: nothing to read now.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                return Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => return Err(e),
+        }
+        let p = b.get(0).packet;
+        let n = p.len().min(buf.len());
+        buf[..n].copy_from_slice(&p[..n]);
+        Ok(n)
+    }
+
+    fn write(&self, frame: &[u8]) -> io::Result<()> {
+        self.sock.send(frame)
+    }
+
+    /// A veth's carrier follows its peer: the hidden end up or down.
+    fn set_carrier(&self, on: bool) -> io::Result<()> {
+        RtNetlink::open()?.set_link(
+            self.hidden_ifindex,
+            &LinkChange {
+                up: Some(on),
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    }
+
+    fn readiness_fd(&self) -> RawFd {
+        LowerIo::readiness_fd(&self.sock)
+    }
+
+    fn vnet_hdr_len(&self) -> usize {
+        self.sock.vnet_hdr_len()
+    }
+}
+
+impl Drop for VethUpper {
+    fn drop(&mut self) {
+        // Deleting one end deletes the pair (and the macvlan with it).
+        if let Ok(mut r) = RtNetlink::open() {
+            let _ = r.del_link(self.hidden_ifindex);
+        }
+    }
+}
+
+/// A macvlan's device on either data path.
+pub enum Upper {
+    /// A TAP (the userspace data path).
+    Tap(Tap),
+    /// A veth pair (the eBPF fast path).
+    Veth(VethUpper),
+}
+
+impl Upper {
+    /// The macvlan's ifindex in its namespace.
+    pub fn ifindex(&self) -> io::Result<u32> {
+        match self {
+            Upper::Tap(t) => t.ifindex(),
+            Upper::Veth(v) => v.ifindex(),
+        }
+    }
+    /// The macvlan's namespace.
+    pub fn netns(&self) -> io::Result<NetnsHandle> {
+        match self {
+            Upper::Tap(t) => t.netns(),
+            Upper::Veth(v) => v.netns(),
+        }
+    }
+    /// Its MAC.
+    pub fn mac(&self) -> io::Result<MacAddr> {
+        match self {
+            Upper::Tap(t) => t.mac(),
+            Upper::Veth(v) => v.mac(),
+        }
+    }
+    /// Sets its MAC.
+    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+        match self {
+            Upper::Tap(t) => t.set_mac(mac),
+            Upper::Veth(v) => v.set_mac(mac),
+        }
+    }
+    /// Sets its MTU.
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        match self {
+            Upper::Tap(t) => t.set_mtu(mtu),
+            Upper::Veth(v) => v.set_mtu(mtu),
+        }
+    }
+    /// Sets it up or down.
+    pub fn set_up(&self, up: bool) -> io::Result<()> {
+        match self {
+            Upper::Tap(t) => t.set_up(up),
+            Upper::Veth(v) => v.set_up(up),
+        }
+    }
+    /// The hidden end, on the fast path.
+    pub fn hidden_ifindex(&self) -> Option<u32> {
+        match self {
+            Upper::Tap(_) => None,
+            Upper::Veth(v) => Some(v.hidden_ifindex()),
+        }
+    }
+    /// Which data path: `tap` or `bpf`.
+    pub fn datapath(&self) -> &'static str {
+        match self {
+            Upper::Tap(_) => "tap",
+            Upper::Veth(_) => "bpf",
+        }
+    }
+}
+
+impl UpperIo for Upper {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Upper::Tap(t) => UpperIo::read(t, buf),
+            Upper::Veth(v) => v.read(buf),
+        }
+    }
+    fn write(&self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Upper::Tap(t) => UpperIo::write(t, frame),
+            Upper::Veth(v) => v.write(frame),
+        }
+    }
+    fn set_carrier(&self, on: bool) -> io::Result<()> {
+        match self {
+            Upper::Tap(t) => UpperIo::set_carrier(t, on),
+            Upper::Veth(v) => UpperIo::set_carrier(v, on),
+        }
+    }
+    fn readiness_fd(&self) -> RawFd {
+        match self {
+            Upper::Tap(t) => UpperIo::readiness_fd(t),
+            Upper::Veth(v) => v.readiness_fd(),
+        }
+    }
+    fn vnet_hdr_len(&self) -> usize {
+        match self {
+            Upper::Tap(t) => UpperIo::vnet_hdr_len(t),
+            Upper::Veth(v) => UpperIo::vnet_hdr_len(v),
+        }
+    }
+}
