@@ -16,6 +16,7 @@
 use caps::{Capability, CapsHashSet};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use umacvlan_io::netns::Broker;
 
@@ -39,6 +40,9 @@ pub fn needed() -> CapsHashSet {
 pub fn spawn() -> io::Result<(Child, Broker)> {
     let (client, server) = Broker::pair()?;
     let child = Command::new("/proc/self/exe")
+        // Named `umacvlan`, so a binary that is umacvlan by its name (the benchmark's,
+        // linked as `umacvlan`) runs as umacvlan here too.
+        .arg0("umacvlan")
         .args(["daemon", "--broker"])
         .stdin(Stdio::from(server))
         .stdout(Stdio::null())

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use umacvlan_core::wire::MacAddr;
 use umacvlan_io::netlink::{LinkChange, RtNetlink};
@@ -31,6 +32,9 @@ impl Guardian {
     /// Starts the guardian (the running binary, `daemon --guardian`).
     pub fn spawn() -> io::Result<Guardian> {
         let mut child = Command::new("/proc/self/exe")
+            // Named `umacvlan`, so a binary that is umacvlan by its name (the benchmark's,
+            // linked as `umacvlan`) runs as umacvlan here too.
+            .arg0("umacvlan")
             .args(["daemon", "--guardian"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
