@@ -91,8 +91,12 @@ pub enum Request {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LinkAdd {
-    /// The lower device's name, in the daemon's namespace.
+    /// The lower device's name, in the daemon's namespace unless `lower_netns` says otherwise.
     pub lower: String,
+    /// The namespace the lower lives in (iproute2's `link-netns`, the CNI plugin's
+    /// `linkInContainer`); `None`: the daemon's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_netns: Option<NetnsRef>,
     /// The new macvlan's name.
     pub name: String,
     /// `address MAC`.

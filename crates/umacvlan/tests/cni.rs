@@ -682,3 +682,61 @@ fn add_announces_the_address_with_a_gratuitous_arp() {
         "not a gratuitous ARP from {mac}: {out}"
     );
 }
+
+/// `linkInContainer`: the master is a device inside the container's namespace (as Multus
+/// hands over an SR-IOV VF or a veth); the macvlan is made on it there and reaches its wire.
+#[test]
+fn link_in_container_takes_the_master_from_the_containers_namespace() {
+    need_root!();
+    let mut w = world("cnilic", &[]);
+    let sock = w.lab.socket().to_path_buf();
+    let data = w.dir.join("ipam");
+    let c = w.lab.ns("c").unwrap();
+    let far = w.lab.ns("far").unwrap();
+    // The container's own device net1, wired to a far host that only it can reach.
+    w.lab.veth(&c, "net1", &far, "eth0").unwrap();
+    w.lab.addr(&far, "eth0", "10.61.0.1/24").unwrap();
+    lab::must(&["ip", "-n", &c, "link", "set", "net1", "up"]).unwrap();
+    let extra = json!({
+        "master": "net1",
+        "linkInContainer": true,
+        "mode": "bridge",
+        "ipam": {"type": "host-local", "subnet": "10.61.0.0/24", "rangeStart": "10.61.0.40",
+                 "dataDir": data}
+    });
+    let netns = format!("/run/netns/{c}");
+    let body = conf("umacvlan", "1.0.0", &data, &sock, extra.clone());
+    // Not in the plugin's (the daemon's) namespace: without linkInContainer it is not found.
+    let mut outside = extra.clone();
+    outside["linkInContainer"] = json!(false);
+    let (r, code) = call(&w.host, "ADD", "l0", &netns, "eth0")
+        .run(PLUGIN, &conf("umacvlan", "1.0.0", &data, &sock, outside));
+    assert_eq!(
+        (code, r["msg"].as_str()),
+        (1, Some("Link not found")),
+        "{r}"
+    );
+    let (r, code) = call(&w.host, "ADD", "l1", &netns, "eth0").run(PLUGIN, &body);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["ips"][0]["address"], "10.61.0.40/24");
+    assert!(
+        w.lab.ping(&c, "10.61.0.1", 2),
+        "the container reaches its master's wire"
+    );
+    let shown = common::show_json(&w.lab);
+    let l = &shown.as_array().unwrap()[0];
+    assert_eq!(l["link"], "net1", "{l}");
+    let mut with_prev: Value = serde_json::from_slice(&body).unwrap();
+    with_prev["prevResult"] = r.clone();
+    let prev = serde_json::to_vec(&with_prev).unwrap();
+    let (r, code) = call(&w.host, "CHECK", "l1", &netns, "eth0").run(PLUGIN, &prev);
+    assert_eq!((code, &r), (0, &Value::Null), "{r}");
+    let (r, code) = call(&w.host, "DEL", "l1", &netns, "eth0").run(PLUGIN, &prev);
+    assert_eq!(code, 0, "{r}");
+    assert!(common::show_json(&w.lab).as_array().unwrap().is_empty());
+    assert!(leases(&data).is_empty());
+    assert!(
+        lab::run(&["ip", "-n", &c, "link", "show", "net1"]).ok(),
+        "the master stays"
+    );
+}

@@ -756,6 +756,7 @@ fn modify(cmd: Cmd, words: &[String], netns_exists: &dyn Fn(&str) -> bool) -> Pa
             };
             Action::Add(LinkAdd {
                 lower,
+                lower_netns: None,
                 name: dev,
                 address,
                 mtu: mtu.map(|m| m as u32),

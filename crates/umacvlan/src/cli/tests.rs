@@ -46,6 +46,7 @@ fn mac(s: &str) -> MacAddr {
 
 fn add(lower: &str, name: &str, macvlan: MacvlanAttrs) -> Request {
     Request::LinkAdd(LinkAdd {
+        lower_netns: None,
         lower: lower.into(),
         name: name.into(),
         macvlan,
@@ -79,6 +80,7 @@ fn link_add_forms() {
     assert_eq!(
         req("link add link eth0 name mv0 address 02:00:00:00:00:01 mtu 1400 netns ns1 up type macvlan mode bridge"),
         Request::LinkAdd(LinkAdd {
+            lower_netns: None,
             lower: "eth0".into(),
             name: "mv0".into(),
             address: Some(mac("02:00:00:00:00:01")),
@@ -92,6 +94,7 @@ fn link_add_forms() {
     assert_eq!(
         req("link add link eth0 name mv0 netns 1234 type macvlan").clone(),
         Request::LinkAdd(LinkAdd {
+            lower_netns: None,
             lower: "eth0".into(),
             name: "mv0".into(),
             netns: Some(NetnsRef::Pid(1234)),

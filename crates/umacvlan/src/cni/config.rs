@@ -305,13 +305,6 @@ impl NetConf {
                 ),
             ));
         }
-        if self.link_in_container {
-            return Err(CniError::new(
-                error::INVALID_CONFIG,
-                "\"linkInContainer\": true is not supported: the umacvlan daemon's lowers are \
-                 in its own namespace",
-            ));
-        }
         Ok(MacvlanSpec {
             mode,
             mtu,

@@ -155,9 +155,18 @@ impl Plugin {
         })
     }
 
-    /// The master: `master`, or the device of the default route.
+    /// The master: `master`, or the device of the default route — in the container's
+    /// namespace with `linkInContainer`, else in the plugin's (the daemon's).
     fn master(&self) -> CniResult<(String, u32)> {
-        let mut rtnl = RtNetlink::open().map_err(|e| CniError::generic(e.to_string()))?;
+        let mut rtnl = if self.conf.link_in_container {
+            let ns = NetnsHandle::from_path(&self.env.netns).map_err(|e| {
+                CniError::generic(format!("failed to open netns {:?}: {e}", self.env.netns))
+            })?;
+            RtNetlink::open_in(Some(&ns))
+        } else {
+            RtNetlink::open()
+        }
+        .map_err(|e| CniError::generic(e.to_string()))?;
         let name = if self.conf.master.is_empty() {
             let oif = rtnl
                 .default_route_oif()
@@ -185,6 +194,10 @@ impl Plugin {
         let mut d = self.daemon(error::TRY_AGAIN)?;
         let mut req = LinkAdd {
             lower: master,
+            lower_netns: self
+                .conf
+                .link_in_container
+                .then(|| NetnsRef::Name(self.env.netns.clone())),
             name: String::new(),
             address: spec.mac,
             mtu: spec.mtu,

@@ -190,6 +190,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(usize, LinkAdd)>, ConfigErr
         out.push((
             line,
             LinkAdd {
+                lower_netns: None,
                 lower: e.lower,
                 name: e.name,
                 address: e.address,
@@ -594,6 +595,7 @@ source_macs = ["02:00:00:00:00:aa", "02:00:00:00:00:bb"]
     #[test]
     fn difference_compares_only_what_the_file_declares() {
         let have = LinkAdd {
+            lower_netns: None,
             lower: "eth0".into(),
             name: "mv0".into(),
             address: Some("02:00:00:00:00:01".parse().unwrap()),

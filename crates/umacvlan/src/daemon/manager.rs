@@ -73,6 +73,9 @@ struct PortEntry {
     netns: Option<NetnsHandle>,
     /// rtnetlink in that namespace (`None`: use the daemon's).
     rtnl: Option<RtNetlink>,
+    /// How that namespace was named when the port was made there (`link-netns`,
+    /// `linkInContainer`), for the state file; `None` for a lower followed there.
+    netns_ref: Option<NetnsRef>,
     dp: Dataplane,
     /// Holds the lower's filter memberships; they vanish with it (and with the daemon).
     members_sock: LowerSocket,
@@ -332,7 +335,24 @@ impl Manager {
     /// own lower, as the kernel does when macvlans are stacked. A name of a device is looked
     /// up in the daemon's namespace (as `ip link add link NAME` would); a umacvlan macvlan's
     /// lower may live elsewhere.
-    fn resolve_lower(&mut self, name: &str) -> OpResult<(LowerKey, LinkState)> {
+    ///
+    /// With `ns` (`link-netns`, CNI `linkInContainer`; `None`: the daemon's), the lower is the
+    /// device of that name there.
+    fn resolve_lower(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        name: &str,
+    ) -> OpResult<(LowerKey, LinkState)> {
+        if let Some(ns) = ns {
+            let id = ns.id()?;
+            let l = RtNetlink::open_in(Some(ns))?
+                .get_link_by_name(name)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENODEV) => errno(Errno::ENODEV),
+                    _ => e.into(),
+                })?;
+            return Ok(((Some(id), l.ifindex), l));
+        }
         if let Some((lower, _)) = self.find(name) {
             return Ok((lower, self.lower_rtnl(lower).get_link_by_index(lower.1)?));
         }
@@ -361,7 +381,11 @@ impl Manager {
         if !valid_ifname(&name) {
             return Err(errno(Errno::EINVAL));
         }
-        let (lower_key, lower) = self.resolve_lower(&a.lower)?;
+        let lower_ns = match &a.lower_netns {
+            Some(r) => Self::resolve_netns(r)?,
+            None => None,
+        };
+        let (lower_key, lower) = self.resolve_lower(lower_ns.as_ref(), &a.lower)?;
         let ns = match &a.netns {
             Some(r) => Self::resolve_netns(r)?,
             None => None,
@@ -371,7 +395,7 @@ impl Manager {
         }
         let mut port = match self.ports.get(&lower_key) {
             Some(p) => p.port.clone(),
-            None => Port::create(lower_state(&lower))?,
+            None => Port::create(lower_state_in(lower_ns.as_ref(), &lower))?,
         };
         let req = NewDevice {
             name: name.clone(),
@@ -404,7 +428,7 @@ impl Manager {
             cni: a.cni.clone(),
         };
         if !self.ports.contains_key(&lower_key) {
-            let pe = self.start_port(lower_key.1, port.clone())?;
+            let pe = self.start_port(lower_key.1, port.clone(), lower_ns, a.lower_netns.clone())?;
             self.ports.insert(lower_key, pe);
         }
         let pe = self.ports.get_mut(&lower_key).expect("present");
@@ -437,9 +461,28 @@ impl Manager {
     }
 
     /// A port on the lower `lower` of the daemon's namespace.
-    fn start_port(&mut self, lower: u32, port: Port) -> OpResult<PortEntry> {
-        let (lowers, members_sock) = self.open_lower(None, lower)?;
+    fn start_port(
+        &mut self,
+        lower: u32,
+        port: Port,
+        ns: Option<NetnsHandle>,
+        ns_ref: Option<NetnsRef>,
+    ) -> OpResult<PortEntry> {
+        let (lowers, members_sock) = self.open_lower(ns.as_ref(), lower)?;
+        let rtnl = match &ns {
+            Some(h) => Some(RtNetlink::open_in(Some(h))?),
+            None => None,
+        };
         if let Some(f) = self.fast.as_mut() {
+            if ns.is_some() {
+                // Its programs would have to live in that namespace, with every hidden end.
+                return Err(OpError {
+                    errno: libc::EOPNOTSUPP,
+                    message: Some(
+                        "the bpf datapath serves lowers in the daemon's namespace only".into(),
+                    ),
+                });
+            }
             f.port_started(&port.lower().name, lower)?;
         }
         let view = View {
@@ -452,8 +495,9 @@ impl Manager {
         }
         Ok(PortEntry {
             port,
-            netns: None,
-            rtnl: None,
+            netns: ns,
+            rtnl,
+            netns_ref: ns_ref,
             dp,
             members_sock,
             members: MembershipSet::new(),
@@ -1357,6 +1401,7 @@ impl Manager {
                     e.seq,
                     LinkAdd {
                         lower: pe.port.lower().name.clone(),
+                        lower_netns: pe.netns_ref.clone(),
                         name: d.name.clone(),
                         address: (d.mode != Mode::Passthru).then_some(d.mac),
                         mtu: Some(d.mtu),

@@ -193,6 +193,7 @@ mod tests {
         let p = d.join("state.json");
         assert!(load(&p).links.is_empty());
         let links = vec![LinkAdd {
+            lower_netns: None,
             lower: "eth0".into(),
             name: "mv0".into(),
             up: true,
@@ -208,6 +209,7 @@ mod tests {
 
     fn link(name: &str) -> LinkAdd {
         LinkAdd {
+            lower_netns: None,
             lower: "eth0".into(),
             name: name.into(),
             ..Default::default()
