@@ -740,3 +740,81 @@ fn link_in_container_takes_the_master_from_the_containers_namespace() {
         "the master stays"
     );
 }
+
+/// IPAM `static` and `dhcp` are delegated like host-local: a static address as configured, and
+/// a lease from a DHCP server on the wire (busybox udhcpd behind the lower), obtained through
+/// the reference `dhcp` daemon over the macvlan itself and released on DEL.
+#[test]
+fn static_and_dhcp_ipam_are_delegated() {
+    need_root!();
+    let mut w = world("cnidhcp", &[]);
+    let sock = w.lab.socket().to_path_buf();
+    let data = w.dir.join("ipam");
+    let c = w.lab.ns("c").unwrap();
+    let netns = format!("/run/netns/{c}");
+    // static
+    let extra = json!({"mode": "bridge", "ipam": {"type": "static",
+        "addresses": [{"address": "10.60.0.77/24"}]}});
+    let body = conf("umacvlan", "1.0.0", &data, &sock, extra);
+    let (r, code) = call(&w.host, "ADD", "s1", &netns, "eth0").run(PLUGIN, &body);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["ips"][0]["address"], "10.60.0.77/24");
+    assert!(w.lab.ping(&c, "10.60.0.1", 2));
+    let (r, code) = call(&w.host, "DEL", "s1", &netns, "eth0").run(PLUGIN, &body);
+    assert_eq!(code, 0, "{r}");
+    // dhcp: a server on the far side of the lower, the reference dhcp daemon on the host.
+    let leases = w.dir.join("udhcpd.leases");
+    std::fs::write(&leases, b"").unwrap();
+    let udhcpd_conf = w.dir.join("udhcpd.conf");
+    std::fs::write(
+        &udhcpd_conf,
+        format!(
+            "start 10.60.0.100\nend 10.60.0.110\ninterface eth0\nlease_file {}\n\
+             option subnet 255.255.255.0\noption lease 600\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    let _server = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &w.ext, "busybox", "udhcpd", "-f"])
+            .arg(&udhcpd_conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dsock = w.dir.join("dhcp.sock");
+    let dhcpd = KillOnDrop(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", w.host))
+            .args(["/usr/lib/cni/dhcp", "daemon", "-socketpath"])
+            .arg(&dsock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for("the dhcp daemon's socket", || dsock.exists());
+    let extra = json!({"mode": "bridge",
+        "ipam": {"type": "dhcp", "daemonSocketPath": dsock}});
+    let body = conf("umacvlan", "1.0.0", &data, &sock, extra);
+    let (r, code) = call(&w.host, "ADD", "d1", &netns, "eth0").run(PLUGIN, &body);
+    let got = r["ips"][0]["address"].as_str().unwrap_or("").to_string();
+    let del = call(&w.host, "DEL", "d1", &netns, "eth0").run(PLUGIN, &body);
+    drop(dhcpd);
+    assert_eq!(code, 0, "{r}");
+    assert!(got.starts_with("10.60.0.10") && got.ends_with("/24"), "{r}");
+    assert_eq!(del.1, 0, "{}", del.0);
+    assert!(common::show_json(&w.lab).as_array().unwrap().is_empty());
+}
+
+/// A helper process stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
