@@ -316,6 +316,11 @@ fn a_full_lower_queue_holds_frames_back_instead_of_dropping_them() {
     let sent = wire.wait_sent(20, T);
     let tags: Vec<u8> = sent.iter().map(|f| f[14]).collect();
     assert_eq!(tags, (0..20).collect::<Vec<u8>>(), "all of them, in order");
+    // The worker counts a batch once its send has returned: wait for it.
+    let deadline = std::time::Instant::now() + T;
+    while dp.counters(l.ids[0]).tx_packets < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let c = dp.counters(l.ids[0]);
     assert_eq!((c.tx_packets, c.tx_dropped), (20, 0));
     dp.stop();
