@@ -44,6 +44,6 @@ pub fn check(data: &[u8]) {
             let back = umacvlan::daemon::control::decode(&line);
             assert_eq!(back, Ok(action.request()), "for {args:?}");
         }
-        Invocation::Daemon(_) | Invocation::Demo(_) => {}
+        Invocation::Daemon(_) | Invocation::Demo(_) | Invocation::Observe { .. } => {}
     }
 }
