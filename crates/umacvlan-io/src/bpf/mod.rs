@@ -116,36 +116,15 @@ impl FastPath {
             .load(OBJECT)
             .map_err(|e| FastPathError::Load(full_chain(&e)))?;
         for program in [PROG_LOWER, PROG_XMIT] {
-            let p: &mut SchedClassifier = bpf
-                .program_mut(program)
-                .ok_or(FastPathError::Program {
-                    program,
-                    detail: "missing from the object".into(),
-                })?
-                .try_into()
-                .map_err(|e: ProgramError| FastPathError::Program {
-                    program,
-                    detail: e.to_string(),
-                })?;
+            let p: &mut SchedClassifier = program_of(&mut bpf, program)?;
             p.load().map_err(|e| FastPathError::Program {
                 program,
                 detail: program_error(&e),
             })?;
         }
-        let program = PROG_SLOW_FILTER;
-        let f: &mut SocketFilter = bpf
-            .program_mut(program)
-            .ok_or(FastPathError::Program {
-                program,
-                detail: "missing from the object".into(),
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| FastPathError::Program {
-                program,
-                detail: e.to_string(),
-            })?;
+        let f: &mut SocketFilter = program_of(&mut bpf, PROG_SLOW_FILTER)?;
         f.load().map_err(|e| FastPathError::Program {
-            program,
+            program: PROG_SLOW_FILTER,
             detail: program_error(&e),
         })?;
         let take = |bpf: &mut Ebpf, name: &'static str| {
@@ -420,4 +399,24 @@ pub fn tcx_ingress_programs(ifname: &str) -> std::io::Result<Vec<String>> {
         .iter()
         .map(|p| p.name_as_str().unwrap_or("?").to_string())
         .collect())
+}
+
+/// The object's program `program`, as the kind `T` it must be.
+fn program_of<'a, T>(
+    bpf: &'a mut Ebpf,
+    program: &'static str,
+) -> std::result::Result<&'a mut T, FastPathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    bpf.program_mut(program)
+        .ok_or(FastPathError::Program {
+            program,
+            detail: "missing from the object".into(),
+        })?
+        .try_into()
+        .map_err(|e: ProgramError| FastPathError::Program {
+            program,
+            detail: e.to_string(),
+        })
 }
