@@ -1060,7 +1060,22 @@ impl World {
             }
         }
         let after = self.snap();
-        let st = self.step.take().expect("end outside a step");
+        // The multicast state the frames met: what each device had at the start and at the
+        // end of the step (a group joined inside the step is joined for its frames' rules).
+        let end_ctx = self.mc_states();
+        let mut st = self.step.take().expect("end outside a step");
+        for (d, e) in end_ctx {
+            let c = st.ctx.entry(d).or_insert_with(|| McState {
+                groups: Vec::new(),
+                all: false,
+            });
+            c.all |= e.all;
+            for g in e.groups {
+                if !c.groups.contains(&g) {
+                    c.groups.push(g);
+                }
+            }
+        }
         self.cur_step = st.no;
         for p in st.frames {
             let mut seen = p.seen;
