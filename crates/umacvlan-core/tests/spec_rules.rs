@@ -220,6 +220,39 @@ fn s2_mc_single_member_group_floods_inline_and_unjoined_group_is_filtered() {
 }
 
 #[test]
+fn a_group_refused_by_a_filter_is_reported_so_a_lagging_list_can_be_re_read() {
+    let (mut p, ids) = port_with(&[Bridge, Bridge, Private]);
+    p.set_mc_list(ids[0], vec![GROUP]).unwrap();
+    // Joined by mv0 only: mv1 and mv2 refuse it.
+    assert!(rx(&p, &frame(GROUP, EXT, 60)).group_refused);
+    // A group nobody joined: both port filters refuse it while macvlans are up.
+    let other = MacAddr([0x01, 0x00, 0x5e, 0x7f, 0x00, 0x09]);
+    let o = rx(&p, &frame(other, EXT, 60));
+    assert_eq!(o.reason, Some(RxReason::Filtered));
+    assert!(o.group_refused);
+    // Broadcast and unicast are never refused by a group filter.
+    assert!(!rx(&p, &frame(MacAddr::BROADCAST, EXT, 60)).group_refused);
+    assert!(!rx(&p, &frame(mac(2), EXT, 60)).group_refused);
+    // Joined by every macvlan the flood reaches: nothing refused.
+    for id in &ids[1..] {
+        p.set_mc_list(*id, vec![GROUP]).unwrap();
+    }
+    assert!(!rx(&p, &frame(GROUP, EXT, 60)).group_refused);
+    // A bridge sibling's own filter on the local flood: mv0 sends a group mv1 has not joined.
+    assert!(tx(&p, ids[0], &frame(other, mac(1), 60)).group_refused);
+    // The private macvlan is not flooded to from a bridge sender: its filter does not count.
+    p.set_mc_list(ids[1], vec![GROUP, other]).unwrap();
+    assert!(!tx(&p, ids[0], &frame(other, mac(1), 60)).group_refused);
+}
+
+#[test]
+fn no_group_is_refused_when_no_macvlan_is_up() {
+    let (mut p, ids) = port_with(&[Bridge]);
+    p.stop(ids[0]).unwrap();
+    assert!(!rx(&p, &frame(GROUP, EXT, 60)).group_refused);
+}
+
+#[test]
 fn s2_mc_lower_stack_also_receives_group_frames() {
     let (p, _) = port_with(&[Bridge]);
     assert!(rx(&p, &frame(MacAddr::BROADCAST, EXT, 60)).lower_stack);

@@ -138,6 +138,10 @@ pub struct RxOutcome {
     pub enqueue: Option<Option<BcSource>>,
     /// Why.
     pub reason: Option<RxReason>,
+    /// A multicast group some macvlan refused by its filter (or that both port filters
+    /// refused while a macvlan is up): a data plane whose filters may lag the system (a
+    /// link-layer join raises no event) re-reads them and offers the frame again.
+    pub group_refused: bool,
 }
 
 impl RxOutcome {
@@ -146,6 +150,7 @@ impl RxOutcome {
         self.lower_stack = false;
         self.enqueue = None;
         self.reason = None;
+        self.group_refused = false;
     }
 }
 
@@ -183,6 +188,8 @@ pub struct TxOutcome {
     pub lower_rx_dropped: bool,
     /// Why.
     pub reason: Option<TxReason>,
+    /// A bridge sibling refused the group by its filter (see [`RxOutcome::group_refused`]).
+    pub group_refused: bool,
 }
 
 impl TxOutcome {
@@ -193,6 +200,7 @@ impl TxOutcome {
         self.tx_always_ok = false;
         self.lower_rx_dropped = false;
         self.reason = None;
+        self.group_refused = false;
     }
 }
 
@@ -444,9 +452,10 @@ impl PortSnapshot {
                 out.enqueue = Some(src);
                 out.reason = Some(RxReason::Queued);
             } else if self.mc_filter.test(h) {
-                self.flood_from_wire(frame, src, &mut out.deliveries);
+                out.group_refused = self.flood_from_wire(frame, src, &mut out.deliveries);
                 out.reason = Some(RxReason::Flooded);
             } else {
+                out.group_refused = !self.flood.is_empty();
                 out.reason = Some(RxReason::Filtered);
             }
             return;
@@ -489,16 +498,23 @@ impl PortSnapshot {
     }
 
     /// `macvlan_multicast_rx` for a frame from the wire (inline, or when the broadcast queue
-    /// is processed): flood to the up macvlans the sender's mode allows.
-    pub fn flood_from_wire(&self, frame: &[u8], src: Option<BcSource>, out: &mut Vec<Delivery>) {
+    /// is processed): flood to the up macvlans the sender's mode allows. Returns whether one
+    /// of them refused the group by its own filter (see [`RxOutcome::group_refused`]).
+    pub fn flood_from_wire(
+        &self,
+        frame: &[u8],
+        src: Option<BcSource>,
+        out: &mut Vec<Delivery>,
+    ) -> bool {
         let Ok(f) = EthernetFrame::new_checked(frame) else {
-            return;
+            return false;
         };
-        self.broadcast(&f, src.map(|s| s.id), flood_mask(src), false, false, out);
+        self.broadcast(&f, src.map(|s| s.id), flood_mask(src), false, false, out)
     }
 
     /// `macvlan_broadcast`. `gso`: the frame is a GSO super-frame, which
-    /// `is_skb_forwardable` lets through whatever its length.
+    /// `is_skb_forwardable` lets through whatever its length. Returns whether a macvlan the
+    /// mode mask allows refused the group by its own filter.
     #[allow(clippy::too_many_arguments)]
     fn broadcast(
         &self,
@@ -508,9 +524,9 @@ impl PortSnapshot {
         local: bool,
         gso: bool,
         out: &mut Vec<Delivery>,
-    ) {
+    ) -> bool {
         if untagged_protocol(f).0 == ethertype::PAUSE {
-            return;
+            return false;
         }
         let dst = f.dst();
         // On transmit skb->len already includes the Ethernet header and the kernel adds
@@ -520,9 +536,14 @@ impl PortSnapshot {
         } else {
             rx_len(f)
         };
+        let mut group_refused = false;
         for id in &self.flood {
             let Some(d) = self.device(*id) else { continue };
-            if Some(d.id) == src || !mask.contains(d.mode) || !d.accepts_group(dst) {
+            if Some(d.id) == src || !mask.contains(d.mode) {
+                continue;
+            }
+            if !d.accepts_group(dst) {
+                group_refused = true;
                 continue;
             }
             let (pkt_type, refused) = if local {
@@ -541,6 +562,7 @@ impl PortSnapshot {
                 refused,
             });
         }
+        group_refused
     }
 
     /// `macvlan_start_xmit` / `macvlan_queue_xmit`: decides what happens to a frame macvlan
@@ -569,7 +591,8 @@ impl PortSnapshot {
         if dev.mode == Mode::Bridge {
             let dst = f.dst();
             if dst.is_multicast() {
-                self.broadcast(&f, Some(from), BRIDGE_ONLY, true, gso, &mut out.deliveries);
+                out.group_refused =
+                    self.broadcast(&f, Some(from), BRIDGE_ONLY, true, gso, &mut out.deliveries);
                 out.to_wire = true;
                 out.reason = Some(TxReason::FloodAndWire);
                 return;

@@ -12,19 +12,22 @@
 //!   engine sees the frame, TAPs and the lower get the whole packet.
 
 use super::counters::CounterTable;
+use super::group_refresh::{GroupRefresh, QuietGroups, HOLD_FRAMES, HOLD_LIMIT};
 use super::monitor::{self, PortTap, Ring};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
+use umacvlan_core::engine::hash::port_mc_hash;
 use umacvlan_core::engine::{
-    BcQueue, BcSource, Defrag, DefragLimits, Defragmenter, DevId, PortSnapshot, RxOutcome,
-    TxOutcome,
+    BcQueue, BcSource, Defrag, DefragLimits, Defragmenter, Delivery, DevId, PortSnapshot,
+    RxOutcome, TxOutcome,
 };
+use umacvlan_core::wire::MacAddr;
 use umacvlan_io::afpacket::RxBatch;
 use umacvlan_io::device::{LowerIo, UpperIo};
 use umacvlan_io::epoll::{Epoll, EventFd, Events, Interest};
@@ -46,6 +49,19 @@ impl View {
 
 type BcItem = (Vec<u8>, Option<BcSource>);
 
+/// A group frame some macvlan's filter refused, held until the multicast lists are re-read
+/// (see [`super::group_refresh`]).
+struct Held {
+    /// `None`: from the wire; else the macvlan that sent it (a bridge-mode local flood).
+    from: Option<DevId>,
+    /// The vnet header (if any) and the frame.
+    packet: Vec<u8>,
+    /// The macvlans that already had it.
+    had: Vec<DevId>,
+    ticket: u64,
+    since: Instant,
+}
+
 struct Shared {
     /// Bytes of vnet header in front of every frame (the lower's and the TAPs' alike).
     hdr: usize,
@@ -65,6 +81,12 @@ struct Shared {
     /// Where decisions go while someone monitors (one ring per worker, then the broadcast
     /// worker's).
     tap: Arc<PortTap>,
+    /// Who re-reads multicast lists when a group frame was refused.
+    refresh: Arc<GroupRefresh>,
+    /// Refused group frames waiting for that re-read (the broadcast worker offers them again).
+    held: Mutex<VecDeque<Held>>,
+    /// Groups refused again after a re-read, which ask for no other for a while.
+    quiet: QuietGroups,
 }
 
 /// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
@@ -116,8 +138,19 @@ const ARENA: usize = 4 * MAX_PACKET;
 const RX_BATCH: usize = 32;
 
 impl Dataplane {
-    /// Starts one worker per lower socket, plus the broadcast worker.
+    /// Starts one worker per lower socket, plus the broadcast worker. Group frames refused by a
+    /// filter keep their first decision (nobody re-reads the lists).
     pub fn start(lowers: Vec<Arc<dyn LowerIo>>, view: View) -> io::Result<Dataplane> {
+        Self::start_with_refresh(lowers, view, Arc::new(GroupRefresh::detached()))
+    }
+
+    /// [`Dataplane::start`], with `refresh` asked to re-read the multicast lists when a group
+    /// frame is refused by a filter; the frame is offered again after that.
+    pub fn start_with_refresh(
+        lowers: Vec<Arc<dyn LowerIo>>,
+        view: View,
+        refresh: Arc<GroupRefresh>,
+    ) -> io::Result<Dataplane> {
         let n = lowers.len();
         let hdr = lowers.first().map_or(0, |l| l.vnet_hdr_len());
         let shared = Arc::new(Shared {
@@ -132,6 +165,9 @@ impl Dataplane {
             worker_restarts: AtomicU64::new(0),
             epoll_fds: (0..n).map(|_| AtomicI32::new(-1)).collect(),
             tap: Arc::new(PortTap::new(n + 1)),
+            refresh,
+            held: Mutex::new(VecDeque::new()),
+            quiet: QuietGroups::default(),
         });
         let mut dp = Dataplane {
             shared,
@@ -191,6 +227,13 @@ impl Dataplane {
         for w in &self.shared.wakes {
             let _ = w.notify();
         }
+    }
+
+    /// The multicast lists were re-read and the views published: held group frames are
+    /// offered again.
+    pub fn groups_refreshed(&self) {
+        let _q = self.shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.bc_cv.notify_all();
     }
 
     /// The monitor's side of this data plane (see [`monitor`]).
@@ -586,6 +629,15 @@ impl Worker {
             if self.tx.lower_rx_dropped {
                 c.lower_rx_dropped();
             }
+            if let (true, Some(g)) = (self.tx.group_refused, group_of(&packet[hdr..])) {
+                hold(
+                    &self.shared,
+                    Some(id),
+                    g,
+                    || packet.to_vec(),
+                    &self.tx.deliveries,
+                );
+            }
             if self.tx.to_wire {
                 self.wire.push((used, len, self.tx.tx_bytes));
                 // Keep the next frame 8-byte aligned.
@@ -729,27 +781,162 @@ fn receive(
     if rx.reason == Some(umacvlan_core::engine::RxReason::Malformed) {
         c.malformed();
     }
+    if let (true, Some(g)) = (rx.group_refused, group_of(frame)) {
+        hold(shared, None, g, || packet.to_vec(), &rx.deliveries);
+    }
     if let Some(r) = ring {
         monitor::record_rx(&shared.tap, r, &view.snap, frame, rx, failed, queue_full);
     }
 }
 
-/// `macvlan_process_broadcast`: floods queued frames with the view current at processing time.
+/// Holds a group frame that a filter refused until the multicast lists are re-read, unless
+/// nobody re-reads them, the group is quiet, or enough frames are held already. `packet`
+/// gives the frame (with its vnet header) only when it is held.
+fn hold(
+    shared: &Shared,
+    from: Option<DevId>,
+    group: MacAddr,
+    packet: impl FnOnce() -> Vec<u8>,
+    had: &[Delivery],
+) {
+    if !shared.refresh.served() || !shared.quiet.may_ask(port_mc_hash(group)) {
+        return;
+    }
+    let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+    if held.len() >= HOLD_FRAMES {
+        return;
+    }
+    let first = held.is_empty();
+    held.push_back(Held {
+        from,
+        packet: packet(),
+        had: had.iter().map(|d| d.dev).collect(),
+        ticket: shared.refresh.ask(),
+        since: Instant::now(),
+    });
+    drop(held);
+    if first {
+        // The broadcast worker may be waiting without a deadline: give it one.
+        let _q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+        shared.bc_cv.notify_all();
+    }
+}
+
+/// The held frames whose re-read is over (or that waited too long), and when the next of the
+/// others runs out of time.
+fn take_held(shared: &Shared) -> (Vec<Held>, Option<Instant>) {
+    let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ready = Vec::new();
+    let mut next = None::<Instant>;
+    let mut i = 0;
+    while i < held.len() {
+        let h = &held[i];
+        if shared.refresh.served_up_to(h.ticket) || h.since.elapsed() >= HOLD_LIMIT {
+            ready.extend(held.remove(i));
+        } else {
+            let end = h.since + HOLD_LIMIT;
+            next = Some(next.map_or(end, |n| n.min(end)));
+            i += 1;
+        }
+    }
+    (ready, next)
+}
+
+/// Offers a held frame again with the current view: the macvlans that accept it now and did
+/// not have it get it; a group refused again goes quiet.
+fn offer_again(
+    shared: &Shared,
+    view: &View,
+    c: &CounterTable,
+    held: &Held,
+    (rx, tx): (&mut RxOutcome, &mut TxOutcome),
+    out: &mut Vec<Delivery>,
+    ring: Option<&Ring>,
+) {
+    let hdr = shared.hdr.min(held.packet.len());
+    let frame = &held.packet[hdr..];
+    out.clear();
+    let refused = match held.from {
+        None => {
+            view.snap.receive(frame, rx);
+            out.extend_from_slice(&rx.deliveries);
+            match rx.enqueue {
+                Some(src) => view.snap.flood_from_wire(frame, src, out),
+                None => rx.group_refused,
+            }
+        }
+        Some(id) => {
+            // Only the local copies: the frame went to the wire when it was sent.
+            let gso = umacvlan_io::afpacket::vnet_is_gso(&held.packet[..hdr]);
+            view.snap.transmit_offloaded(id, frame, gso, tx);
+            out.extend_from_slice(&tx.deliveries);
+            tx.group_refused
+        }
+    };
+    // Source-mode copies do not depend on group filters: the first pass made them (those of a
+    // queued frame on the receive path, so they are not in `had`).
+    out.retain(|d| {
+        !held.had.contains(&d.dev)
+            && view
+                .snap
+                .device(d.dev)
+                .is_some_and(|s| s.mode != umacvlan_core::engine::Mode::Source)
+    });
+    let mut failed = 0u16;
+    for d in out.iter() {
+        failed += u16::from(!deliver(view, c, d, &held.packet));
+    }
+    if let (Some(r), false) = (ring, out.is_empty()) {
+        let src = match held.from {
+            None => rx.enqueue.flatten(),
+            Some(id) => view.snap.device(id).map(|d| BcSource { id, mode: d.mode }),
+        };
+        monitor::record_flood(&shared.tap, r, frame, out, failed, src);
+    }
+    if let (true, Some(g)) = (refused, group_of(frame)) {
+        shared.quiet.quiet(port_mc_hash(g));
+    }
+}
+
+/// A frame's destination.
+fn group_of(frame: &[u8]) -> Option<MacAddr> {
+    Some(MacAddr(frame.get(..6)?.try_into().ok()?))
+}
+
+/// `macvlan_process_broadcast`: floods queued frames with the view current at processing time;
+/// also offers held group frames again once the multicast lists were re-read.
 fn bc_worker(shared: Arc<Shared>, index: usize) {
     let mut out = Vec::new();
+    let mut rx = RxOutcome::default();
+    let mut tx = TxOutcome::default();
     loop {
         let quiescence = &shared.quiescence[index];
-        let items = {
+        let (items, ready) = {
             let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
             quiescence.waiting(true);
-            while q.is_empty() && !shared.stop.load(Ordering::SeqCst) {
-                q = shared.bc_cv.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
+            let ready = loop {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (ready, next) = take_held(&shared);
+                if !q.is_empty() || !ready.is_empty() {
+                    break ready;
+                }
+                q = match next {
+                    Some(t) => {
+                        let wait = t.saturating_duration_since(Instant::now());
+                        let wait = wait.max(std::time::Duration::from_millis(1));
+                        shared
+                            .bc_cv
+                            .wait_timeout(q, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                    None => shared.bc_cv.wait(q).unwrap_or_else(|e| e.into_inner()),
+                };
+            };
             quiescence.waiting(false);
-            if shared.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            q.take_all()
+            (q.take_all(), ready)
         };
         let view = shared.view.load_full();
         let c = &shared.counters[index];
@@ -758,7 +945,7 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
             for (packet, src) in items {
                 out.clear();
                 let frame = &packet[shared.hdr.min(packet.len())..];
-                view.snap.flood_from_wire(frame, src, &mut out);
+                let refused = view.snap.flood_from_wire(frame, src, &mut out);
                 let mut failed = 0u16;
                 for d in &out {
                     failed += u16::from(!deliver(&view, c, d, &packet));
@@ -766,6 +953,13 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
                 if let Some(r) = ring.as_deref() {
                     monitor::record_flood(&shared.tap, r, frame, &out, failed, src);
                 }
+                if let (true, Some(g)) = (refused, group_of(frame)) {
+                    hold(&shared, None, g, move || packet, &out);
+                }
+            }
+            for h in &ready {
+                let outcomes = (&mut rx, &mut tx);
+                offer_again(&shared, &view, c, h, outcomes, &mut out, ring.as_deref());
             }
         }));
         if flooded.is_err() {

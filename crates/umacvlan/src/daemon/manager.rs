@@ -227,6 +227,8 @@ pub struct Manager {
     monitor: Option<Arc<super::monitor::MonitorHub>>,
     /// The eBPF fast path, when the daemon runs `--datapath bpf` (see [`super::fastpath`]).
     fast: Option<FastState>,
+    /// Asked by the data planes to re-read multicast lists (see [`super::group_refresh`]).
+    group_refresh: Option<Arc<super::group_refresh::GroupRefresh>>,
 }
 
 impl Manager {
@@ -240,6 +242,7 @@ impl Manager {
             seq: 0,
             monitor: None,
             fast: None,
+            group_refresh: None,
         })
     }
 
@@ -489,7 +492,10 @@ impl Manager {
             snap: port.snapshot(),
             uppers: Vec::new(),
         };
-        let dp = Dataplane::start(lowers, view)?;
+        let dp = match &self.group_refresh {
+            Some(r) => Dataplane::start_with_refresh(lowers, view, r.clone())?,
+            None => Dataplane::start(lowers, view)?,
+        };
         if let Some(hub) = &self.monitor {
             hub.register(dp.monitor_tap());
         }
@@ -1430,6 +1436,20 @@ impl Manager {
     /// Puts new macvlans on the eBPF fast path (before any is created).
     pub fn set_fast_path(&mut self, f: FastState) {
         self.fast = Some(f);
+    }
+
+    /// Lets the data planes of ports made from now on ask for multicast lists to be re-read;
+    /// the caller serves `r` ([`Manager::poll_multicast`], then [`Manager::groups_refreshed`]).
+    pub fn set_group_refresh(&mut self, r: Arc<super::group_refresh::GroupRefresh>) {
+        self.group_refresh = Some(r);
+    }
+
+    /// The multicast lists were re-read and published: the data planes offer the group frames
+    /// they held again.
+    pub fn groups_refreshed(&self) {
+        for pe in self.ports.values() {
+            pe.dp.groups_refreshed();
+        }
     }
 
     /// Hands over the guardian; [`sync_guardian`](Self::sync_guardian) keeps it informed.
