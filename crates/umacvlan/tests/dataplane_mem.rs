@@ -466,3 +466,73 @@ fn a_reused_device_id_never_inherits_counts() {
     assert_eq!((c.rx_packets, c.rx_bytes), (0, 0), "inherited: {c:?}");
     dp.stop();
 }
+
+/// A group frame refused by a filter is held until the lists are re-read, then offered again:
+/// to the macvlan that joined meanwhile, not twice to the one that had it; refused again, the
+/// group goes quiet (no second hold); and nothing is held when nobody re-reads.
+#[test]
+fn a_refused_group_frame_waits_for_the_re_read_and_is_offered_again_once() {
+    use umacvlan::daemon::group_refresh::GroupRefresh;
+    const G: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]);
+    let mut l = lab(&[Mode::Bridge, Mode::Bridge]);
+    l.port.set_mc_list(l.ids[0], vec![G]).unwrap();
+    let (lower, wire) = MemLower::new().unwrap();
+    let lower: Arc<dyn LowerIo> = Arc::new(lower);
+    let refresh = Arc::new(GroupRefresh::new().unwrap());
+    let dp = Dataplane::start_with_refresh(vec![lower], view(&l), refresh.clone()).unwrap();
+
+    // mv1 has joined G "in the system" but the view does not know yet.
+    wire.inject(&frame(G, EXT, 1), Pkt::Multicast);
+    assert_eq!(l.uppers[0].wait_delivered(1, T).len(), 1);
+    let deadline = std::time::Instant::now() + T;
+    while !refresh.pending() {
+        assert!(std::time::Instant::now() < deadline, "no re-read asked for");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        l.uppers[1].take_delivered().is_empty(),
+        "held, not delivered"
+    );
+    // The manager's part: re-read (mv1's list now has G), publish, say it is done.
+    refresh.take_signal();
+    let ticket = refresh.begin();
+    l.port.set_mc_list(l.ids[1], vec![G]).unwrap();
+    dp.publish(view(&l));
+    refresh.finish(ticket);
+    dp.groups_refreshed();
+    let got = l.uppers[1].wait_delivered(1, T);
+    assert_eq!((got.len(), got[0][14]), (1, 1), "offered again to mv1");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(l.uppers[0].take_delivered().is_empty(), "not twice to mv0");
+    assert_eq!(dp.counters(l.ids[1]).rx_multicast, 1);
+
+    // A group nobody joined: held, re-read finds nothing, goes quiet.
+    const H: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0x09, 0x09, 0x09]);
+    wire.inject(&frame(H, EXT, 2), Pkt::Multicast);
+    while !refresh.pending() {
+        assert!(std::time::Instant::now() < deadline, "no re-read asked for");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    refresh.take_signal();
+    let ticket = refresh.begin();
+    refresh.finish(ticket);
+    dp.groups_refreshed();
+    std::thread::sleep(Duration::from_millis(30));
+    wire.inject(&frame(H, EXT, 3), Pkt::Multicast);
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(!refresh.pending(), "a quiet group asks for no re-read");
+    for u in &l.uppers {
+        assert!(u.take_delivered().is_empty());
+    }
+    dp.stop();
+
+    // Nobody re-reads: the frame keeps its first decision at once.
+    let l = lab(&[Mode::Bridge]);
+    let (lower, wire) = MemLower::new().unwrap();
+    let lower: Arc<dyn LowerIo> = Arc::new(lower);
+    let dp = Dataplane::start(vec![lower], view(&l)).unwrap();
+    wire.inject(&frame(G, EXT, 4), Pkt::Multicast);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(l.uppers[0].take_delivered().is_empty());
+    dp.stop();
+}
