@@ -16,6 +16,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "lib/umacvlan.h"
 #include "lib/trace.h"
@@ -57,7 +58,42 @@ static __always_inline int deliver(struct __sk_buff *skb, const __u8 *eth, struc
 	count(t->hidden_ifindex, 1, skb->len);
 	bpf_skb_change_type(skb, PACKET_HOST);
 	umv_trace(skb, eth, t->hidden_ifindex, UMV_V_UNICAST);
+	if (t->flags & UMV_DEV_PEER_LOCAL)
+		return bpf_redirect(t->hidden_ifindex, 0);
 	return bpf_redirect_peer(t->hidden_ifindex, 0);
+}
+
+/* The hidden end's receive path took the macvlan's VLAN tags (up to two) out of line
+ * (skb_vlan_untag, before tc); the kernel macvlan hands the lower the frame as it was sent,
+ * tags inline, and the lower counts and shows them so. Runs only for tagged frames. */
+static __always_inline int tags_inline(struct __sk_buff *skb)
+{
+	__u16 tag[2][2];
+	__u32 n = 0;
+	__u8 macs[12];
+
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (!skb->vlan_present)
+			break;
+		/* vlan_proto is in network order already, the TCI in host order. */
+		tag[i][0] = (__u16)skb->vlan_proto;
+		tag[i][1] = bpf_htons((__u16)skb->vlan_tci);
+		/* Clears the out-of-line tag (and moves a next inline one out of line). */
+		if (bpf_skb_vlan_pop(skb))
+			return -1;
+		n++;
+	}
+	if (!n)
+		return 0;
+	if (bpf_skb_change_head(skb, 4 * n, 0) ||
+	    bpf_skb_load_bytes(skb, 4 * n, macs, sizeof(macs)) ||
+	    bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+		return -1;
+	for (__u32 i = 0; i < 2 && i < n; i++)
+		if (bpf_skb_store_bytes(skb, 12 + 4 * i, tag[i], 4, 0))
+			return -1;
+	return 0;
 }
 
 SEC("classifier")
@@ -153,6 +189,10 @@ int umv_macvlan_xmit(struct __sk_buff *skb)
 		}
 	}
 	umv_trace(skb, eth, lower, UMV_V_WIRE);
+	if (skb->vlan_present && tags_inline(skb)) {
+		umv_trace(skb, 0, 0, UMV_V_MALFORMED);
+		return TC_ACT_SHOT;
+	}
 	return bpf_redirect(lower, 0);
 }
 

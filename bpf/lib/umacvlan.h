@@ -17,6 +17,9 @@
 
 /* umv_dev.flags */
 #define UMV_DEV_UP 1
+/* The macvlan end is in the hidden end's own namespace, where bpf_redirect_peer refuses to
+ * go (it only crosses namespaces): delivered by transmitting on the hidden end instead. */
+#define UMV_DEV_PEER_LOCAL 2
 /* umv_port.flags */
 #define UMV_PORT_LOWER_UP 1
 #define UMV_PORT_PASSTHRU 2

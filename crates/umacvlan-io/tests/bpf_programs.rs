@@ -201,7 +201,7 @@ fn programs_decide_unicast_as_the_engine_in_every_mode_mix() {
                     let t = tables(&p.snapshot());
                     let hidden = |id: DevId| hid[id.index()];
                     let mut applied = Applied::default();
-                    fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+                    fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
                         .unwrap();
                     let dsts = [mac(0x10), mac(0x11), mac(0x12), mac(1), mac(0x77)];
                     for dst in dsts.into_iter().chain([MacAddr::BROADCAST]) {
@@ -246,7 +246,7 @@ fn passthru_down_target_and_lower_down_as_the_engine() {
             let (p, _) = port(lower, &[(Mode::Passthru, up)]);
             let t = tables(&p.snapshot());
             let mut applied = Applied::default();
-            fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+            fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
                 .unwrap();
             for dst in [mac(0x10), mac(0x55), mac(1)] {
                 let f = frame(dst, mac(0x99), 60);
@@ -261,7 +261,7 @@ fn passthru_down_target_and_lower_down_as_the_engine() {
         p.lower_link_changed(false, false, false);
         let t = tables(&p.snapshot());
         let mut applied = Applied::default();
-        fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+        fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
             .unwrap();
         let f = frame(mac(0x11), mac(0x10), 60);
         assert_eq!(t.transmit(ids[0], &f, false), FpVerdict::Drop);
@@ -295,7 +295,7 @@ fn counters_count_what_the_programs_forward() {
         let t = tables(&p.snapshot());
         let hidden = |id: DevId| hid[id.index()];
         let mut applied = Applied::default();
-        fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+        fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
             .unwrap();
         for _ in 0..5 {
             let rc = fp
@@ -327,7 +327,7 @@ fn counters_count_what_the_programs_forward() {
         fp.apply(
             lower,
             &tables(&p2.snapshot()),
-            &|id| Some(hidden(id)),
+            &|id| Some(hidden(id).into()),
             &mut applied,
         )
         .unwrap();
@@ -362,7 +362,7 @@ fn source_mode_and_the_slow_path_filter() {
         .unwrap();
         let t = tables(&p.snapshot());
         let mut applied = Applied::default();
-        fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+        fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
             .unwrap();
         let listed = frame(mac(0x10), mac(0x99), 80);
         assert_eq!(t.receive(&listed), FpVerdict::SlowPath);
@@ -408,7 +408,7 @@ fn source_mode_and_the_slow_path_filter() {
         fp.apply(
             lower,
             &tables(&p.snapshot()),
-            &|id| Some(hidden(id)),
+            &|id| Some(hidden(id).into()),
             &mut applied,
         )
         .unwrap();
@@ -445,7 +445,7 @@ fn bridge_direct_delivers_bridge_local_unicast_to_the_destination() {
         );
         let t = tables(&p.snapshot());
         let mut applied = Applied::default();
-        fp.apply(lower, &t, &|id| Some(hidden(id)), &mut applied)
+        fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
             .unwrap();
         let f = frame(mac(0x11), mac(0x10), 60);
         assert_eq!(t.transmit(ids[0], &f, false), FpVerdict::Local);

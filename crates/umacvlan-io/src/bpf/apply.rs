@@ -3,7 +3,9 @@
 //! new and changed entries are written before stale ones are removed, so a macvlan's entries
 //! are gone before the daemon deletes its device.
 
-use super::maps::{DevEntry, MacKey, PortEntry, DEV_UP, PORT_LOWER_UP, PORT_PASSTHRU};
+use super::maps::{
+    DevEntry, MacKey, PortEntry, DEV_PEER_LOCAL, DEV_UP, PORT_LOWER_UP, PORT_PASSTHRU,
+};
 use super::{FastPath, FastPathError};
 use std::collections::{BTreeMap, BTreeSet};
 use umacvlan_core::engine::fastpath::{FastPathTables, FpDev};
@@ -25,12 +27,36 @@ impl Applied {
     }
 }
 
-fn entry(lower: u32, d: &FpDev, hidden: u32) -> DevEntry {
+/// A macvlan's hidden end, as the maps need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HiddenEnd {
+    /// Its ifindex (the daemon's namespace).
+    pub ifindex: u32,
+    /// Whether the macvlan end is in the same namespace (`bpf_redirect_peer` only crosses
+    /// namespaces, so the programs reach it another way).
+    pub peer_local: bool,
+}
+
+impl From<u32> for HiddenEnd {
+    /// A hidden end whose macvlan end is in another namespace (the usual case).
+    fn from(ifindex: u32) -> HiddenEnd {
+        HiddenEnd {
+            ifindex,
+            peer_local: false,
+        }
+    }
+}
+
+fn entry(lower: u32, d: &FpDev, hidden: HiddenEnd) -> DevEntry {
+    let mut flags = if d.up { DEV_UP } else { 0 };
+    if hidden.peer_local {
+        flags |= DEV_PEER_LOCAL;
+    }
     DevEntry {
-        hidden_ifindex: hidden,
+        hidden_ifindex: hidden.ifindex,
         lower_ifindex: lower,
         mode: d.mode.bits(),
-        flags: if d.up { DEV_UP } else { 0 },
+        flags,
     }
 }
 
@@ -50,13 +76,13 @@ impl FastPath {
         &mut self,
         lower: u32,
         t: &FastPathTables,
-        hidden: &dyn Fn(DevId) -> Option<u32>,
+        hidden: &dyn Fn(DevId) -> Option<HiddenEnd>,
         prev: &mut Applied,
     ) -> Result<(), FastPathError> {
         let mut next = Applied::default();
         for d in &t.devs {
             if let Some(h) = hidden(d.id) {
-                next.devs.insert(h, entry(lower, d, h));
+                next.devs.insert(h.ifindex, entry(lower, d, h));
             }
         }
         for (mac, d) in &t.macs {

@@ -23,7 +23,7 @@ pub struct DevEntry {
     pub lower_ifindex: u32,
     /// `MACVLAN_MODE_*`.
     pub mode: u32,
-    /// [`DEV_UP`].
+    /// [`DEV_UP`], [`DEV_PEER_LOCAL`].
     pub flags: u32,
 }
 
@@ -85,6 +85,8 @@ pub struct Event {
 
 /// `UMV_DEV_UP`.
 pub const DEV_UP: u32 = 1;
+/// `UMV_DEV_PEER_LOCAL`: the macvlan end is in the hidden end's namespace.
+pub const DEV_PEER_LOCAL: u32 = 2;
 /// `UMV_PORT_LOWER_UP`.
 pub const PORT_LOWER_UP: u32 = 1;
 /// `UMV_PORT_PASSTHRU`.

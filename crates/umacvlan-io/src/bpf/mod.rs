@@ -8,7 +8,7 @@
 mod apply;
 pub mod maps;
 
-pub use apply::Applied;
+pub use apply::{Applied, HiddenEnd};
 
 use aya::maps::{HashMap as BpfHash, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
 use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};

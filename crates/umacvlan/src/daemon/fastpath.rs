@@ -9,12 +9,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use umacvlan_core::engine::fastpath::tables;
 use umacvlan_core::engine::{DevCounters, DevId, Device, Port};
 use umacvlan_core::wire::MacAddr;
 use umacvlan_io::bpf::maps::Stats;
-use umacvlan_io::bpf::{Applied, FastPath, PROG_LOWER, PROG_XMIT};
+use umacvlan_io::bpf::{Applied, FastPath, HiddenEnd, PROG_LOWER, PROG_XMIT};
 use umacvlan_io::mem::{LowerIo, UpperIo};
 use umacvlan_io::netlink::{LinkChange, RtNetlink, VethPeer};
 use umacvlan_io::{LowerOptions, LowerSocket, NetnsHandle, RxBatch, Tap};
@@ -97,7 +98,12 @@ impl FastState {
     }
 
     /// Writes the maps of lower `ifindex` for `port`; `hidden` gives each macvlan's hidden end.
-    pub fn publish(&mut self, ifindex: u32, port: &Port, hidden: &dyn Fn(DevId) -> Option<u32>) {
+    pub fn publish(
+        &mut self,
+        ifindex: u32,
+        port: &Port,
+        hidden: &dyn Fn(DevId) -> Option<HiddenEnd>,
+    ) {
         let t = tables(&port.snapshot());
         let a = self.applied.entry(ifindex).or_default();
         if let Err(e) = self.fp.apply(ifindex, &t, hidden, a) {
@@ -142,8 +148,9 @@ impl FastState {
         // The hidden end takes any frame the macvlan may send or receive.
         rtnl.add_veth(&hidden, 65535, &peer, ns)
             .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let hidden_ifindex = match rtnl.get_link_by_name(&hidden) {
-            Ok(l) => l.ifindex,
+        let (hidden_ifindex, peer_local) = match rtnl.get_link_by_name(&hidden) {
+            // A veth names its peer's namespace only when it is another one.
+            Ok(l) => (l.ifindex, l.netnsid.is_none()),
             Err(e) => return Err(e.into()),
         };
         let cleanup = |fp: &mut FastPath, rtnl: &mut RtNetlink| {
@@ -170,6 +177,7 @@ impl FastState {
             sock.keep_only_group_frames()?;
             let up = VethUpper {
                 hidden_ifindex,
+                peer_local: AtomicBool::new(peer_local),
                 far_ns: Mutex::new((None, ns.map(|n| n.try_clone()).transpose()?)),
                 sock,
                 batch: Mutex::new(RxBatch::with_frame_capacity(1, 65536 + 64)),
@@ -195,6 +203,8 @@ impl FastState {
 /// Dropping it deletes the pair.
 pub struct VethUpper {
     hidden_ifindex: u32,
+    /// The macvlan end is in the daemon's namespace (as last seen).
+    peer_local: AtomicBool,
     /// The far end's namespace as last seen: its id from the daemon's namespace (`None`: the
     /// daemon's own, or not yet looked up) and a handle (`None`: the daemon's).
     far_ns: Mutex<(Option<i32>, Option<NetnsHandle>)>,
@@ -210,6 +220,14 @@ impl VethUpper {
         self.hidden_ifindex
     }
 
+    /// The hidden end as the fast path's maps need it.
+    pub fn hidden_end(&self) -> HiddenEnd {
+        HiddenEnd {
+            ifindex: self.hidden_ifindex,
+            peer_local: self.peer_local.load(Ordering::Relaxed),
+        }
+    }
+
     /// The far end (the macvlan): its ifindex and the namespace it is in now.
     fn far_end(&self) -> io::Result<(u32, Option<NetnsHandle>)> {
         let mut rtnl = RtNetlink::open()?;
@@ -217,6 +235,8 @@ impl VethUpper {
         let peer = l
             .link
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        self.peer_local
+            .store(l.netnsid.is_none(), Ordering::Relaxed);
         let mut cache = self.far_ns.lock().unwrap_or_else(|e| e.into_inner());
         // Resolving a namespace id can mean scanning every process: only when it changed
         // (the macvlan was moved).
@@ -404,6 +424,13 @@ impl Upper {
         match self {
             Upper::Tap(_) => None,
             Upper::Veth(v) => Some(v.hidden_ifindex()),
+        }
+    }
+    /// The hidden end as the fast path's maps need it.
+    pub fn hidden_end(&self) -> Option<HiddenEnd> {
+        match self {
+            Upper::Tap(_) => None,
+            Upper::Veth(v) => Some(v.hidden_end()),
         }
     }
     /// Which data path: `tap` or `bpf`.

@@ -566,7 +566,7 @@ impl Manager {
             // Before the view: a removed macvlan's entries go before its device.
             let devs = &pe.devs;
             f.publish(lower.1, &pe.port, &|id| {
-                devs.get(&id).and_then(|d| d.tap.hidden_ifindex())
+                devs.get(&id).and_then(|d| d.tap.hidden_end())
             });
         }
         let snap = pe.port.snapshot();
