@@ -75,6 +75,9 @@ pub struct FrameMeta {
     pub from: String,
     pub dst: String,
     pub desc: String,
+    /// Bytes sent, and the ethertype field at bytes 12..14 (0 if the frame is shorter).
+    pub len: usize,
+    pub ethertype: u16,
 }
 
 /// Outcome of a command.
@@ -104,6 +107,7 @@ impl std::fmt::Display for CtlOut {
 pub struct McState {
     pub groups: Vec<String>,
     pub all: bool,
+    pub mtu: i64,
 }
 
 /// One observation.
@@ -882,12 +886,13 @@ impl World {
                 .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
                 .collect();
             let v = Self::json(&["ip", "-n", &ns, "-j", "link", "show", "dev", &d]);
-            let all = v.is_some_and(|v| {
+            let all = v.as_ref().is_some_and(|v| {
                 v["flags"]
                     .as_array()
                     .is_some_and(|f| f.iter().any(|x| x == "PROMISC" || x == "ALLMULTI"))
             });
-            m.insert(d, McState { groups, all });
+            let mtu = v.as_ref().and_then(|v| v["mtu"].as_i64()).unwrap_or(0);
+            m.insert(d, McState { groups, all, mtu });
         }
         m
     }
@@ -945,6 +950,10 @@ impl World {
             from: point.to_string(),
             dst: f.dst.clone(),
             desc: f.describe(),
+            len: bytes.len(),
+            ethertype: bytes
+                .get(12..14)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
         };
         let st = self.step.as_mut().expect("send outside a step");
         st.frames.push(Pending {
@@ -987,6 +996,8 @@ impl World {
             from: point.to_string(),
             dst: dst_mac.to_string(),
             desc: format!("UDP {src:?} -> {dst:?} through the IP stack"),
+            len: 0,
+            ethertype: 0x0800,
         };
         let st = self.step.as_mut().expect("send outside a step");
         st.frames.push(Pending {
