@@ -53,11 +53,12 @@ static __always_inline struct umv_dev *lookup_mac(__u32 lower, const __u8 *mac)
 
 /* Into the macvlan: the veth peer of its hidden end, in the macvlan's namespace, as received
  * there (macvlan_handle_frame sets PACKET_HOST and hands the skb to the macvlan). */
-static __always_inline int deliver(struct __sk_buff *skb, const __u8 *eth, struct umv_dev *t)
+static __always_inline int deliver(struct __sk_buff *skb, const __u8 *eth, struct umv_dev *t,
+				   __u32 verdict)
 {
 	count(t->hidden_ifindex, 1, skb->len);
 	bpf_skb_change_type(skb, PACKET_HOST);
-	umv_trace(skb, eth, t->hidden_ifindex, UMV_V_UNICAST);
+	umv_trace(skb, eth, t->hidden_ifindex, verdict);
 	if (t->flags & UMV_DEV_PEER_LOCAL)
 		return bpf_redirect(t->hidden_ifindex, 0);
 	return bpf_redirect_peer(t->hidden_ifindex, 0);
@@ -102,7 +103,14 @@ int umv_lower_ingress(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u8 *eth = data;
+	__u32 unicast = UMV_V_UNICAST;
 
+	/* A traced local bridge frame back from umv_macvlan_xmit: its mark is not the
+	 * receiver's to see. */
+	if (skb->mark == UMV_MARK_LOCAL) {
+		skb->mark = 0;
+		unicast = UMV_V_LOCAL_DELIVERED;
+	}
 	if (data + ETH_HLEN > data_end) {
 		umv_trace(skb, 0, 0, UMV_V_PASS);
 		return TC_ACT_OK;
@@ -131,16 +139,17 @@ int umv_lower_ingress(struct __sk_buff *skb)
 		t = &p->passthru;
 	else
 		t = lookup_mac(lower, eth);
-	/* Not ours, or a source-mode macvlan's own address: the lower keeps it. */
+	/* Not ours, or a source-mode macvlan's own address (traced with that macvlan as the
+	 * target): the lower keeps it. */
 	if (!t || t->mode == UMV_MODE_SOURCE) {
-		umv_trace(skb, eth, 0, UMV_V_PASS);
+		umv_trace(skb, eth, t ? t->hidden_ifindex : 0, UMV_V_PASS);
 		return TC_ACT_OK;
 	}
 	if (!(t->flags & UMV_DEV_UP)) {
 		umv_trace(skb, eth, t->hidden_ifindex, UMV_V_TARGET_DOWN);
 		return TC_ACT_SHOT;
 	}
-	return deliver(skb, eth, t);
+	return deliver(skb, eth, t, unicast);
 }
 
 SEC("classifier")
@@ -183,8 +192,10 @@ int umv_macvlan_xmit(struct __sk_buff *skb)
 				return TC_ACT_SHOT;
 			}
 			if (UMV_BRIDGE_DIRECT)
-				return deliver(skb, eth, t);
-			umv_trace(skb, eth, lower, UMV_V_LOCAL);
+				return deliver(skb, eth, t, UMV_V_UNICAST);
+			/* Marked so that the lower's program says the delivery is this decision's. */
+			if (umv_trace(skb, eth, lower, UMV_V_LOCAL))
+				skb->mark = UMV_MARK_LOCAL;
 			return bpf_redirect(lower, BPF_F_INGRESS);
 		}
 	}

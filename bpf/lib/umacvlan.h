@@ -71,7 +71,17 @@ enum umv_verdict {
 	UMV_V_SENDER_DOWN = 7,
 	UMV_V_SLOW_PATH = 8,  /* group destination sent by a macvlan: userspace has its copy */
 	UMV_V_MALFORMED = 9,
+	/* The second half of UMV_V_LOCAL: the frame back through the lower's receive path,
+	 * delivered (traced so the daemon can fold it into the LOCAL decision). */
+	UMV_V_LOCAL_DELIVERED = 10,
 };
+
+/* skb->mark of a traced local bridge frame between the transmit program and the lower's
+ * receive program (cleared there). Set only while tracing. */
+#define UMV_MARK_LOCAL 0x756d7601
+
+/* Frame bytes a traced decision carries at most. */
+#define UMV_SNAP 128
 
 /* One decision, when tracing is on. */
 struct umv_event {
@@ -81,6 +91,21 @@ struct umv_event {
 	__u32 len;
 	__u8 dst[6];
 	__u8 src[6];
+	/* skb->protocol (network order): the ethertype after an out-of-line VLAN tag. */
+	__u16 protocol;
+	/* The out-of-line VLAN id, 0xffff if none. */
+	__u16 vlan;
+	/* Bytes of the frame in data (umv_ctl.snap, at most the frame). */
+	__u32 cap;
+	__u8 data[UMV_SNAP];
+};
+
+/* Runtime switches, one entry (key 0), written by the daemon. */
+struct umv_ctl {
+	/* Emit every decision to umv_events (while someone monitors). */
+	__u32 trace;
+	/* With it, the frame's first bytes, at most UMV_SNAP (while someone captures). */
+	__u32 snap;
 };
 
 struct {
@@ -127,15 +152,21 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 16);
+	__uint(max_entries, 1 << 18);
 } umv_events SEC(".maps");
+
+/* An array: the verifier inlines its lookup, so a tracing check costs a load and a branch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct umv_ctl);
+} umv_ctl SEC(".maps");
 
 /* The hash maps are not preallocated (BPF_F_NO_PREALLOC): entries are added only on the
  * control path, and preallocating 64 Ki entries each made daemon start take a third of a
  * second. */
 
-/* Set at load time; when 0 the verifier removes the tracing code (it costs nothing). */
-volatile const __u32 UMV_TRACE = 0;
 /* Set at load time (an experiment, off by default): bridge-to-bridge unicast straight into the
  * destination with bpf_redirect_peer instead of through the lower's receive path, which packet
  * taps on the lower then no longer see (the kernel's dev_forward_skb(lowerdev) lets them). */

@@ -378,3 +378,107 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The fast path's tracing switch (`umv_ctl.trace`) in daemon `pid`'s programs: the one
+/// single-entry array map of 8-byte values among its BPF map fds, read with bpftool.
+fn fast_trace_switch(pid: u32) -> u64 {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+        };
+        if field("map_type:").as_deref() == Some("2")
+            && field("max_entries:").as_deref() == Some("1")
+            && field("value_size:").as_deref() == Some("8")
+        {
+            ids.extend(field("map_id:"));
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "the daemon's umv_ctl map: {ids:?}");
+    let out = tool_output(&["bpftool", "-j", "map", "dump", "id", &ids[0]]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let value = &v[0]["value"];
+    // With BTF bpftool names the fields; without, it prints the bytes.
+    match value.get("trace") {
+        Some(t) => t.as_u64().unwrap(),
+        None => {
+            u64::from_str_radix(value[0].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        }
+    }
+}
+
+/// On the eBPF data path the programs' decisions reach `monitor` too, named as the engine
+/// names them (from the wire, local bridge frames once), and the programs trace only while
+/// someone listens.
+#[test]
+fn monitor_on_the_bpf_datapath_shows_what_the_programs_forward() {
+    need_root!();
+    let (mut lab, _host, ext) = base_with("obsbpf", true, &["--datapath", "bpf"]);
+    let n1 = macvlan(&mut lab, "mv1", &["mode", "bridge"], 11);
+    macvlan(&mut lab, "mv2", &["mode", "bridge"], 12);
+    let pid = lab.daemon_pid().unwrap();
+    assert_eq!(
+        fast_trace_switch(pid),
+        0,
+        "tracing off while nobody listens"
+    );
+    let mut all = Stream::start(&lab, &["monitor", "-j"]);
+    wait_for("tracing on", || fast_trace_switch(pid) == 1);
+    drive_seen(
+        "from the wire: unicast to mv1",
+        &mut all,
+        || {
+            lab.ping(&ext, "10.50.0.11", 1);
+        },
+        |l| {
+            let e = json(l);
+            e["entry"] == "lower"
+                && e["reason"] == "unicast"
+                && e["to"][0] == "mv1"
+                && e["ethertype"] == 0x0800
+        },
+    );
+    drive_seen(
+        "bridge: to sibling mv2",
+        &mut all,
+        || {
+            lab.ping(&n1, "10.50.0.12", 1);
+        },
+        |l| {
+            let e = json(l);
+            e["entry"] == "macvlan"
+                && e["dev"] == "mv1"
+                && e["reason"] == "local"
+                && e["to"][0] == "mv2"
+                && e["ethertype"] == 0x0800
+        },
+    );
+    // The local frames' second half (back through the lower's receive path) is not a
+    // decision of its own.
+    all.take();
+    let mv1_mac = all
+        .seen
+        .iter()
+        .map(|l| json(l))
+        .find(|e| e["dev"] == "mv1")
+        .map(|e| e["src"].clone())
+        .unwrap();
+    assert!(
+        !all.seen
+            .iter()
+            .map(|l| json(l))
+            .any(|e| e["entry"] == "lower" && e["src"] == mv1_mac && e["to"][0] == "mv2"),
+        "local frames recorded twice: {:#?}",
+        all.seen
+    );
+    drop(all);
+    wait_for("tracing off again", || fast_trace_switch(pid) == 0);
+}

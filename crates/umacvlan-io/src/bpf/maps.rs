@@ -67,7 +67,7 @@ impl std::ops::AddAssign for Stats {
 
 /// `struct umv_event`: one traced decision.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     /// The device the program ran on.
     pub ifindex: u32,
@@ -81,6 +81,44 @@ pub struct Event {
     pub dst: [u8; 6],
     /// Source address.
     pub src: [u8; 6],
+    /// `skb->protocol` in network order: the ethertype after an out-of-line VLAN tag.
+    pub protocol: u16,
+    /// The out-of-line VLAN id, `0xffff` if none.
+    pub vlan: u16,
+    /// Bytes of `data` set.
+    pub cap: u32,
+    /// The frame's first bytes (when tracing with a snap length).
+    pub data: [u8; SNAP],
+}
+
+impl Default for Event {
+    fn default() -> Event {
+        Event {
+            ifindex: 0,
+            target_ifindex: 0,
+            verdict: 0,
+            len: 0,
+            dst: [0; 6],
+            src: [0; 6],
+            protocol: 0,
+            vlan: 0,
+            cap: 0,
+            data: [0; SNAP],
+        }
+    }
+}
+
+/// `UMV_SNAP`: frame bytes an [`Event`] carries at most.
+pub const SNAP: usize = 128;
+
+/// `struct umv_ctl`: runtime switches (one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ctl {
+    /// Emit every decision to the ring buffer.
+    pub trace: u32,
+    /// With each, the frame's first bytes, at most [`SNAP`].
+    pub snap: u32,
 }
 
 /// `UMV_DEV_UP`.
@@ -114,6 +152,8 @@ pub enum Verdict {
     SlowPath = 8,
     /// Shorter than an Ethernet header.
     Malformed = 9,
+    /// A traced [`Verdict::Local`] frame delivered through the lower's receive path.
+    LocalDelivered = 10,
 }
 
 impl Verdict {
@@ -130,6 +170,7 @@ impl Verdict {
             SenderDown,
             SlowPath,
             Malformed,
+            LocalDelivered,
         ]
         .into_iter()
         .find(|v| *v as u32 == c)
@@ -145,3 +186,5 @@ unsafe impl aya::Pod for DevEntry {}
 unsafe impl aya::Pod for PortEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Stats {}
+// SAFETY: as above (two u32s).
+unsafe impl aya::Pod for Ctl {}

@@ -10,12 +10,12 @@ pub mod maps;
 
 pub use apply::{Applied, HiddenEnd};
 
-use aya::maps::{HashMap as BpfHash, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
+use aya::maps::{Array, HashMap as BpfHash, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
 use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::programs::SocketFilter;
 use aya::programs::{LinkOrder, ProgramError, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
-use maps::{DevEntry, Event, MacKey, PortEntry, Stats};
+use maps::{Ctl, DevEntry, Event, MacKey, PortEntry, Stats};
 use std::collections::HashMap;
 
 /// The compiled object (empty when clang was missing at build time).
@@ -82,7 +82,8 @@ pub struct FastPath {
     ports: BpfHash<MapData, u32, PortEntry>,
     sources: BpfHash<MapData, MacKey, u32>,
     stats: PerCpuHashMap<MapData, u32, Stats>,
-    events: Option<RingBuf<MapData>>,
+    /// The ring buffer and the switch, until [`FastPath::take_tracer`] takes them.
+    tracer: Option<Tracer>,
     /// Attached links by (program, ifindex).
     links: HashMap<(&'static str, u32), aya::programs::tc::SchedClassifierLinkId>,
     ncpus: usize,
@@ -94,9 +95,10 @@ impl FastPath {
         !OBJECT.is_empty()
     }
 
-    /// Loads the object and both programs (nothing attached yet). `trace`: the programs emit
-    /// every decision to the `umv_events` ring buffer ([`FastPath::take_events`]); off, the
-    /// tracing code is removed by the verifier.
+    /// Loads the object and both programs (nothing attached yet). `trace`: the programs start
+    /// emitting every decision to the `umv_events` ring buffer ([`FastPath::take_events`]);
+    /// the switch can be flipped at any time ([`Tracer::set`]). Off, a program pays one
+    /// inlined array lookup and a branch per frame.
     pub fn load(trace: bool) -> Result<FastPath> {
         Self::load_with(trace, false)
     }
@@ -108,10 +110,8 @@ impl FastPath {
         if !Self::built() {
             return Err(FastPathError::NotBuilt);
         }
-        let trace_flag: u32 = trace as u32;
         let direct_flag: u32 = bridge_direct as u32;
         let mut bpf = EbpfLoader::new()
-            .override_global("UMV_TRACE", &trace_flag, true)
             .override_global("UMV_BRIDGE_DIRECT", &direct_flag, true)
             .load(OBJECT)
             .map_err(|e| FastPathError::Load(full_chain(&e)))?;
@@ -141,11 +141,11 @@ impl FastPath {
             BpfHash::try_from(take(&mut bpf, "umv_sources")?).map_err(map_err("umv_sources"))?;
         let stats =
             PerCpuHashMap::try_from(take(&mut bpf, "umv_stats")?).map_err(map_err("umv_stats"))?;
-        let events = if trace {
-            Some(RingBuf::try_from(take(&mut bpf, "umv_events")?).map_err(map_err("umv_events"))?)
-        } else {
-            None
-        };
+        let events =
+            RingBuf::try_from(take(&mut bpf, "umv_events")?).map_err(map_err("umv_events"))?;
+        let ctl = Array::try_from(take(&mut bpf, "umv_ctl")?).map_err(map_err("umv_ctl"))?;
+        let mut tracer = Tracer { events, ctl };
+        tracer.set(trace, 0)?;
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| FastPathError::Map {
             map: "umv_stats",
             detail: format!("cannot count the possible CPUs: {e}"),
@@ -157,7 +157,7 @@ impl FastPath {
             ports,
             sources,
             stats,
-            events,
+            tracer: Some(tracer),
             links: HashMap::new(),
             ncpus,
         })
@@ -290,27 +290,20 @@ impl FastPath {
         sum
     }
 
-    /// Traced decisions since the last call (empty when loaded without tracing).
+    /// Traced decisions since the last call (empty when tracing is off or the tracer was
+    /// taken).
     pub fn take_events(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
-        if let Some(rb) = self.events.as_mut() {
-            while let Some(item) = rb.next() {
-                if item.len() >= std::mem::size_of::<Event>() {
-                    let mut e = Event::default();
-                    // Field by field: the ring buffer's bytes have no alignment guarantee.
-                    let b = &item[..];
-                    let u = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
-                    e.ifindex = u(0);
-                    e.target_ifindex = u(4);
-                    e.verdict = u(8);
-                    e.len = u(12);
-                    e.dst.copy_from_slice(&b[16..22]);
-                    e.src.copy_from_slice(&b[22..28]);
-                    out.push(e);
-                }
-            }
+        if let Some(t) = self.tracer.as_mut() {
+            t.drain(|e| out.push(e));
         }
         out
+    }
+
+    /// Hands the ring buffer and its switch to a reader of its own (the daemon's monitor),
+    /// once.
+    pub fn take_tracer(&mut self) -> Option<Tracer> {
+        self.tracer.take()
     }
 
     /// Runs `program` once on `frame` as received on device `ifindex` (BPF_PROG_TEST_RUN; no
@@ -342,6 +335,51 @@ impl FastPath {
             detail: program_error(&e),
         })?;
         Ok(r.return_value)
+    }
+}
+
+/// The programs' decision tracing: the `umv_events` ring buffer and the `umv_ctl` switch.
+pub struct Tracer {
+    events: RingBuf<MapData>,
+    ctl: Array<MapData, Ctl>,
+}
+
+impl Tracer {
+    /// Turns tracing on or off (takes effect for the next frame); `snap`: frame bytes each
+    /// decision carries (at most [`maps::SNAP`]).
+    pub fn set(&mut self, on: bool, snap: u32) -> Result<()> {
+        let c = Ctl {
+            trace: on as u32,
+            snap: if on { snap.min(maps::SNAP as u32) } else { 0 },
+        };
+        self.ctl.set(0, c, 0).map_err(map_err("umv_ctl"))
+    }
+
+    /// Passes every decision waiting in the ring buffer to `f`.
+    pub fn drain(&mut self, mut f: impl FnMut(Event)) {
+        while let Some(item) = self.events.next() {
+            if item.len() < std::mem::size_of::<Event>() {
+                continue;
+            }
+            // Field by field: the ring buffer's bytes have no alignment guarantee.
+            let b = &item[..];
+            let u = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+            let h = |i: usize| u16::from_ne_bytes(b[i..i + 2].try_into().unwrap());
+            let mut e = Event {
+                ifindex: u(0),
+                target_ifindex: u(4),
+                verdict: u(8),
+                len: u(12),
+                protocol: h(28),
+                vlan: h(30),
+                ..Event::default()
+            };
+            e.dst.copy_from_slice(&b[16..22]);
+            e.src.copy_from_slice(&b[22..28]);
+            e.cap = u(32).min(maps::SNAP as u32);
+            e.data.copy_from_slice(&b[36..36 + maps::SNAP]);
+            f(e);
+        }
     }
 }
 

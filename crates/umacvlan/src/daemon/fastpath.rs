@@ -10,12 +10,15 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use umacvlan_core::engine::event::{counter, flag, Entry, FrameEvent, NO_DEV, NO_VLAN};
 use umacvlan_core::engine::fastpath::tables;
-use umacvlan_core::engine::{DevCounters, DevId, Device, Port};
+use umacvlan_core::engine::{DevCounters, DevId, Device, Port, RxReason, TxReason};
 use umacvlan_core::wire::MacAddr;
-use umacvlan_io::bpf::maps::Stats;
-use umacvlan_io::bpf::{Applied, FastPath, HiddenEnd, PROG_LOWER, PROG_XMIT};
+use umacvlan_io::bpf::maps::{Event, Stats, Verdict, SNAP};
+use umacvlan_io::bpf::{Applied, FastPath, HiddenEnd, Tracer, PROG_LOWER, PROG_XMIT};
+
+use super::monitor::{record_fast, ExternalSource, PortTap};
 use umacvlan_io::mem::{LowerIo, UpperIo};
 use umacvlan_io::netlink::{LinkChange, RtNetlink, VethPeer};
 use umacvlan_io::{LowerOptions, LowerSocket, NetnsHandle, RxBatch, Tap};
@@ -33,12 +36,12 @@ pub enum DatapathArg {
 
 /// Loads the fast path if `arg` asks for it (before capabilities are dropped: loading needs
 /// CAP_BPF or CAP_SYS_ADMIN). `Ok(None)`: the TAP path.
-pub fn choose(arg: DatapathArg, trace: bool, bridge_direct: bool) -> io::Result<Option<FastPath>> {
+pub fn choose(arg: DatapathArg, bridge_direct: bool) -> io::Result<Option<FastPath>> {
     if arg == DatapathArg::Tap {
         return Ok(None);
     }
     let t0 = std::time::Instant::now();
-    match FastPath::supported().and_then(|()| FastPath::load_with(trace, bridge_direct)) {
+    match FastPath::supported().and_then(|()| FastPath::load_with(false, bridge_direct)) {
         Ok(fp) => {
             tracing::info!(
                 "datapath: bpf (unicast forwarded by tc programs; loaded in {} ms)",
@@ -60,6 +63,18 @@ pub struct FastState {
     /// What was written for each lower (by ifindex).
     applied: HashMap<u32, Applied>,
     next_name: u32,
+    /// Names for the programs' traced decisions, kept with the maps.
+    index: Arc<Mutex<TraceIndex>>,
+}
+
+/// What naming a traced decision takes: each lower's monitor tap, and the macvlan (its port,
+/// id and mode bits) behind each hidden end.
+#[derive(Default)]
+struct TraceIndex {
+    ports: HashMap<u32, Weak<PortTap>>,
+    devs: HashMap<u32, (u32, DevId, u8)>,
+    /// (lower, address) → the macvlan owning it, for a local bridge frame's receiver.
+    macs: HashMap<(u32, [u8; 6]), DevId>,
 }
 
 /// Prefix of this daemon's hidden ends: the guardian deletes what is left of them.
@@ -74,7 +89,17 @@ impl FastState {
             fp,
             applied: HashMap::new(),
             next_name: 0,
+            index: Arc::default(),
         }
+    }
+
+    /// The reader of the programs' decisions, for the monitor (once).
+    pub fn tracer(&mut self) -> Option<FastTracer> {
+        Some(FastTracer {
+            tracer: self.fp.take_tracer()?,
+            index: self.index.clone(),
+            on: (false, false),
+        })
     }
 
     /// A port on lower `ifindex` (named `name`, in the daemon's namespace) starts.
@@ -91,6 +116,12 @@ impl FastState {
 
     /// The port on lower `ifindex` ends: its entries go, then its program.
     pub fn port_gone(&mut self, ifindex: u32) {
+        {
+            let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            ix.ports.remove(&ifindex);
+            ix.devs.retain(|_, (l, _, _)| *l != ifindex);
+            ix.macs.retain(|(l, _), _| *l != ifindex);
+        }
         if let Some(mut a) = self.applied.remove(&ifindex) {
             self.fp.clear(ifindex, &mut a);
         }
@@ -103,8 +134,24 @@ impl FastState {
         ifindex: u32,
         port: &Port,
         hidden: &dyn Fn(DevId) -> Option<HiddenEnd>,
+        tap: &Arc<PortTap>,
     ) {
         let t = tables(&port.snapshot());
+        {
+            let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            ix.ports.insert(ifindex, Arc::downgrade(tap));
+            ix.devs.retain(|_, (l, _, _)| *l != ifindex);
+            for d in t.devs.iter().chain(t.passthru.iter()) {
+                if let Some(h) = hidden(d.id) {
+                    ix.devs
+                        .insert(h.ifindex, (ifindex, d.id, d.mode.bits() as u8));
+                }
+            }
+            ix.macs.retain(|(l, _), _| *l != ifindex);
+            for (m, d) in &t.macs {
+                ix.macs.insert((ifindex, m.octets()), d.id);
+            }
+        }
         let a = self.applied.entry(ifindex).or_default();
         if let Err(e) = self.fp.apply(ifindex, &t, hidden, a) {
             tracing::error!("fast path map update failed: {e}");
@@ -197,6 +244,142 @@ impl FastState {
     pub fn upper_gone(&mut self, hidden: u32) {
         self.fp.detach(PROG_XMIT, hidden);
     }
+}
+
+/// Reads the programs' traced decisions into the monitor while someone listens; tracing is
+/// off (the programs' one-load check) the rest of the time.
+pub struct FastTracer {
+    tracer: Tracer,
+    index: Arc<Mutex<TraceIndex>>,
+    /// (tracing, with bytes) as last set.
+    on: (bool, bool),
+}
+
+impl ExternalSource for FastTracer {
+    fn set_listening(&mut self, on: bool, bytes: bool) {
+        if (on, bytes) == self.on {
+            return;
+        }
+        let snap = if bytes { SNAP as u32 } else { 0 };
+        if let Err(e) = self.tracer.set(on, snap) {
+            tracing::warn!("cannot switch the fast path's tracing: {e}");
+            return;
+        }
+        self.on = (on, bytes);
+        if !on {
+            // What is left would be stale for the next listener.
+            self.tracer.drain(|_| {});
+        }
+    }
+
+    fn pump(&mut self) {
+        let ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        self.tracer.drain(|e| {
+            let Some((port, ev, to)) = frame_event(&e, &ix) else {
+                return;
+            };
+            if let Some(ring) = ix
+                .ports
+                .get(&port)
+                .and_then(Weak::upgrade)
+                .and_then(|t| t.fast_ring())
+            {
+                let cap = (e.cap as usize).min(e.data.len());
+                record_fast(&ring, ev, to.as_slice(), &e.data[..cap]);
+            }
+        });
+    }
+}
+
+/// A program's decision as the engine names the same decision (its port, the event, the
+/// receiver), or `None` for what the slow path records itself (group destinations, frames
+/// from a listed source, runts) and for devices no longer known.
+fn frame_event(e: &Event, ix: &TraceIndex) -> Option<(u32, FrameEvent, Option<DevId>)> {
+    let v = Verdict::from_code(e.verdict)?;
+    let mut ev = FrameEvent {
+        port: 0,
+        dev: NO_DEV,
+        to: NO_DEV,
+        len: e.len,
+        ethertype: u16::from_be(e.protocol),
+        vlan: if e.vlan == 0xffff { NO_VLAN } else { e.vlan },
+        src: e.src,
+        dst: e.dst,
+        ..FrameEvent::default()
+    };
+    let group = e.dst[0] & 1 == 1;
+    let mut to = None;
+    if ix.ports.contains_key(&e.ifindex) {
+        // The lower's ingress: macvlan_handle_frame.
+        ev.port = e.ifindex;
+        ev.entry = Entry::Lower as u8;
+        let target = ix.devs.get(&e.target_ifindex).copied();
+        let reason = match v {
+            Verdict::Unicast => {
+                let (_, id, mode) = target?;
+                (ev.to, ev.mode, ev.copies, to) = (id.0, mode, 1, Some(id));
+                ev.counters = counter::RX;
+                RxReason::Unicast
+            }
+            // Already recorded as the sender's local decision.
+            Verdict::LocalDelivered => return None,
+            Verdict::TargetDown => {
+                let (_, id, mode) = target?;
+                (ev.to, ev.mode) = (id.0, mode);
+                RxReason::TargetDown
+            }
+            // The slow path's socket filter keeps these and the engine records them.
+            Verdict::Pass if group || e.len < 14 => return None,
+            Verdict::Pass => {
+                ev.flags |= flag::LOWER_STACK;
+                match target {
+                    Some((_, id, mode)) => {
+                        (ev.to, ev.mode) = (id.0, mode);
+                        RxReason::SourceModeTarget
+                    }
+                    None => RxReason::NotOurs,
+                }
+            }
+            _ => return None,
+        };
+        ev.reason = reason as u8;
+    } else {
+        // A hidden end's ingress: what its macvlan sent (macvlan_queue_xmit).
+        let (port, id, mode) = ix.devs.get(&e.ifindex).copied()?;
+        (ev.port, ev.dev, ev.mode) = (port, id.0, mode);
+        ev.entry = Entry::Macvlan as u8;
+        let reason = match v {
+            Verdict::Wire => {
+                ev.flags |= flag::TO_WIRE;
+                ev.counters = counter::TX;
+                TxReason::Wire
+            }
+            // Delivered through the lower's receive path, whose program marks the delivery
+            // as this decision's (not recorded twice).
+            Verdict::Local => {
+                if let Some(&id) = ix.macs.get(&(port, e.dst)) {
+                    (ev.to, ev.copies, to) = (id.0, 1, Some(id));
+                    ev.counters = counter::TX | counter::RX;
+                } else {
+                    ev.counters = counter::TX;
+                }
+                TxReason::Local
+            }
+            Verdict::LocalRefused => {
+                ev.counters = counter::TX | counter::LOWER_RX_DROPPED;
+                TxReason::LocalRefused
+            }
+            Verdict::SenderDown => TxReason::SenderDown,
+            Verdict::Malformed => {
+                ev.counters = counter::MALFORMED;
+                TxReason::Malformed
+            }
+            // A group frame: the slow path has its copy and records it.
+            _ => return None,
+        };
+        ev.reason = reason as u8;
+    }
+    Some((ev.port, ev, to))
 }
 
 /// A macvlan on the fast path: the hidden end of its veth pair (the far end is the macvlan).

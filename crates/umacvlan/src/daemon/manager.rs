@@ -565,9 +565,12 @@ impl Manager {
         if let Some(f) = self.fast.as_mut() {
             // Before the view: a removed macvlan's entries go before its device.
             let devs = &pe.devs;
-            f.publish(lower.1, &pe.port, &|id| {
-                devs.get(&id).and_then(|d| d.tap.hidden_end())
-            });
+            f.publish(
+                lower.1,
+                &pe.port,
+                &|id| devs.get(&id).and_then(|d| d.tap.hidden_end()),
+                pe.dp.monitor_tap(),
+            );
         }
         let snap = pe.port.snapshot();
         let mut uppers: Vec<Option<Arc<dyn UpperIo>>> = vec![None; snap.id_bound()];

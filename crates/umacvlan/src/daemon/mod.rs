@@ -75,9 +75,6 @@ pub struct DaemonArgs {
     /// and privileges allow, else tap.
     #[arg(long, value_enum, default_value = "tap")]
     pub datapath: fastpath::DatapathArg,
-    /// With the bpf datapath: the programs trace every decision to a ring buffer.
-    #[arg(long, hide = true)]
-    pub bpf_trace: bool,
     /// With the bpf datapath (experiment): bridge-to-bridge unicast straight into the
     /// destination, not through the lower's receive path.
     #[arg(long, hide = true)]
@@ -171,7 +168,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     // are dropped, before any thread exists.
     // Loading BPF needs capabilities the daemon is about to give up; before the control
     // socket, so that a daemon clients can reach has its data path.
-    let fast = fastpath::choose(args.datapath, args.bpf_trace, args.bpf_bridge_direct)?;
+    let fast = fastpath::choose(args.datapath, args.bpf_bridge_direct)?;
     let listener = control::bind(&args.socket)?;
     let metrics = args.metrics.map(std::net::TcpListener::bind).transpose()?;
     // Started with every capability the daemon is about to give up (it needs CAP_NET_ADMIN).
@@ -210,8 +207,12 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let mut mgr = Manager::new(ManagerOptions { workers })?;
     let groups = std::sync::Arc::new(group_refresh::GroupRefresh::new()?);
     mgr.set_group_refresh(groups.clone());
+    // The programs' decisions reach `monitor` through this (tracing on only while it listens).
+    let mut fast_tracer = None;
     if let Some(fp) = fast {
-        mgr.set_fast_path(fastpath::FastState::new(fp));
+        let mut f = fastpath::FastState::new(fp);
+        fast_tracer = f.tracer();
+        mgr.set_fast_path(f);
     }
     match guardian {
         Ok(g) => {
@@ -225,6 +226,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     }
     let inbox = control::Inbox::new()?;
     mgr.set_monitor(inbox.monitor.clone());
+    if let Some(t) = fast_tracer {
+        inbox.monitor.set_source(Box::new(t));
+    }
 
     let (sig_rx, sig_tx) = UnixStream::pair()?;
     sig_rx.set_nonblocking(true)?;

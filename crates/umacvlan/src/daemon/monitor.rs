@@ -83,12 +83,13 @@ pub struct PortTap {
 }
 
 impl PortTap {
-    /// A tap for `producers` workers (the broadcast worker included).
+    /// A tap for `producers` workers (the broadcast worker included), and one more ring for
+    /// the eBPF programs' decisions ([`PortTap::fast_ring`]).
     pub fn new(producers: usize) -> PortTap {
         PortTap {
             listening: AtomicBool::new(false),
             bytes: AtomicBool::new(false),
-            rings: (0..producers).map(|_| ArcSwapOption::empty()).collect(),
+            rings: (0..=producers).map(|_| ArcSwapOption::empty()).collect(),
             port: AtomicU32::new(0),
             names: Mutex::new(PortNames::default()),
         }
@@ -101,6 +102,11 @@ impl PortTap {
             return None;
         }
         self.rings.get(i).and_then(|r| r.load_full())
+    }
+
+    /// The ring the fast path's decisions go to while someone listens (after the workers').
+    pub fn fast_ring(&self) -> Option<Arc<Ring>> {
+        self.ring(self.rings.len() - 1)
     }
 
     /// Sets the names the pump prints (the manager calls it after every change).
@@ -249,6 +255,41 @@ pub fn record_flood(
     push(tap, ring, ev, out, frame);
 }
 
+/// Records a decision the fast path's programs made in the kernel, with the frame's first
+/// `bytes` (empty unless someone captures).
+pub fn record_fast(ring: &Ring, mut ev: FrameEvent, receivers: &[DevId], bytes: &[u8]) {
+    ev.ts_ns = now_ns();
+    let n = bytes.len().min(SNAP_MAX);
+    if n > 0 {
+        ev.flags |= flag::HAS_DATA;
+    }
+    let mut r = Record {
+        ev,
+        recv: [NO_DEV; MAX_RECEIVERS],
+        nrecv: 0,
+        cap: n as u16,
+        data: [0; SNAP_MAX],
+    };
+    r.data[..n].copy_from_slice(&bytes[..n]);
+    for (slot, d) in r.recv.iter_mut().zip(receivers) {
+        *slot = d.0;
+        r.nrecv += 1;
+    }
+    if ring.q.push(r).is_err() {
+        ring.lost.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A producer of decisions outside the data plane's workers (the eBPF programs): told when
+/// someone starts or stops listening, and asked to move what it has into the ports' rings on
+/// every pump round.
+pub trait ExternalSource: Send {
+    /// Someone listens (`on`; `bytes`: someone captures frame bytes) or nobody does any more.
+    fn set_listening(&mut self, on: bool, bytes: bool);
+    /// Moves waiting decisions into the taps' rings.
+    fn pump(&mut self);
+}
+
 struct Subscriber {
     req: MonitorRequest,
     tx: SyncSender<MonitorLine>,
@@ -261,6 +302,7 @@ pub struct MonitorHub {
     ports: Mutex<Vec<Weak<PortTap>>>,
     subs: Mutex<Vec<Arc<Subscriber>>>,
     pump: Mutex<Option<std::thread::JoinHandle<()>>>,
+    source: Mutex<Option<Box<dyn ExternalSource>>>,
 }
 
 /// A listener's end: lines to send, and the count of lost events. Dropping it unsubscribes.
@@ -288,6 +330,22 @@ impl MonitorHub {
     /// An empty hub.
     pub fn new() -> Arc<MonitorHub> {
         Arc::new(MonitorHub::default())
+    }
+
+    /// Adds a second producer (the fast path's programs).
+    pub fn set_source(&self, source: Box<dyn ExternalSource>) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    fn source_listening(&self, on: bool, bytes: bool) {
+        if let Some(s) = self
+            .source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            s.set_listening(on, bytes);
+        }
     }
 
     /// Adds a port's tap; it starts recording at once if someone listens.
@@ -325,6 +383,7 @@ impl MonitorHub {
         for t in self.taps() {
             t.start(bytes);
         }
+        self.source_listening(true, bytes);
         let mut pump = self.pump.lock().unwrap_or_else(|e| e.into_inner());
         if pump.as_ref().is_none_or(|h| h.is_finished()) {
             let hub = self.clone();
@@ -352,6 +411,7 @@ impl MonitorHub {
                 t.bytes.store(bytes, Ordering::Relaxed);
             }
         }
+        self.source_listening(!none, bytes);
     }
 
     /// Drains the rings and fans out until nobody listens.
@@ -379,6 +439,14 @@ impl MonitorHub {
                     return;
                 }
                 continue;
+            }
+            if let Some(s) = self
+                .source
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                s.pump();
             }
             for t in self.taps() {
                 let names = t.names.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -21,6 +21,11 @@ macro_rules! need_root {
 
 /// host (daemon, lower eth0) ↔ ext (10.50.0.1 on eth0, or on a hairpin bridge).
 pub fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
+    base_with(tag, hairpin, &[])
+}
+
+/// [`base`], with more daemon arguments (e.g. `--datapath bpf`).
+pub fn base_with(tag: &str, hairpin: bool, daemon_args: &[&str]) -> (Lab, String, String) {
     let mut lab = Lab::new(tag, std::path::Path::new(BIN));
     let host = lab.ns("host").unwrap();
     let ext = lab.ns("ext").unwrap();
@@ -30,7 +35,9 @@ pub fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
     } else {
         lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
     }
-    lab.start_daemon(&host, &["--log", "debug"]).unwrap();
+    let mut args = vec!["--log", "debug"];
+    args.extend_from_slice(daemon_args);
+    lab.start_daemon(&host, &args).unwrap();
     (lab, host, ext)
 }
 
