@@ -620,7 +620,9 @@ fn a_tap_deleted_with_ip_is_removed_as_the_kernel_removes_its_macvlan_and_nothin
 #[test]
 fn link_set_failing_midway_puts_everything_back() {
     need_root!();
-    let (mut lab, host, _ext) = base("d-undo", false);
+    // The TAP path whatever UMACVLAN_DATAPATH says: the failing step is a TAP's MTU limit (a
+    // veth has none).
+    let (mut lab, host, _ext) = base_with("d-undo", false, &["--datapath", "tap"]);
     // A lower whose MTU allows more than a TAP can take (65521): the engine accepts MTU
     // 65530, the TAP refuses it — after the lower's address has changed and the TAP moved.
     let a = macvlan(&mut lab, "mvpt", &["mode", "passthru"], 11);
