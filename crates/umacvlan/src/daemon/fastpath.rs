@@ -657,3 +657,90 @@ impl UpperIo for Upper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOWER: u32 = 5;
+    const H1: u32 = 101;
+    const H2: u32 = 102;
+    const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// Port 5 with macvlans 0 (bridge, hidden end 101) and 1 (bridge, hidden end 102, MAC2).
+    fn index() -> TraceIndex {
+        let mut ix = TraceIndex::default();
+        ix.ports.insert(LOWER, Weak::new());
+        ix.devs.insert(H1, (LOWER, DevId(0), 4));
+        ix.devs.insert(H2, (LOWER, DevId(1), 4));
+        ix.macs.insert((LOWER, MAC2), DevId(1));
+        ix
+    }
+
+    fn event(on: u32, target: u32, v: Verdict, dst: [u8; 6]) -> Event {
+        Event {
+            ifindex: on,
+            target_ifindex: target,
+            verdict: v as u32,
+            len: 60,
+            dst,
+            protocol: 0x0800u16.to_be(),
+            vlan: 0xffff,
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn program_verdicts_are_named_as_the_engine_names_them() {
+        let ix = index();
+        let (port, ev, to) = frame_event(&event(LOWER, H2, Verdict::Unicast, MAC2), &ix).unwrap();
+        assert_eq!(
+            (port, ev.entry, ev.reason),
+            (LOWER, Entry::Lower as u8, RxReason::Unicast as u8)
+        );
+        assert_eq!(
+            (ev.to, to, ev.copies, ev.counters),
+            (1, Some(DevId(1)), 1, counter::RX)
+        );
+        assert_eq!((ev.ethertype, ev.vlan), (0x0800, NO_VLAN));
+
+        let (_, ev, _) = frame_event(&event(LOWER, 0, Verdict::Pass, [2; 6]), &ix).unwrap();
+        assert_eq!(ev.reason, RxReason::NotOurs as u8);
+        assert_ne!(ev.flags & flag::LOWER_STACK, 0);
+        let (_, ev, _) = frame_event(&event(LOWER, H1, Verdict::Pass, [2; 6]), &ix).unwrap();
+        assert_eq!((ev.reason, ev.to), (RxReason::SourceModeTarget as u8, 0));
+
+        let (port, ev, to) = frame_event(&event(H1, LOWER, Verdict::Local, MAC2), &ix).unwrap();
+        assert_eq!((port, ev.entry, ev.dev), (LOWER, Entry::Macvlan as u8, 0));
+        assert_eq!((ev.reason, to), (TxReason::Local as u8, Some(DevId(1))));
+        assert_eq!(ev.counters, counter::TX | counter::RX);
+        let (_, ev, _) = frame_event(&event(H1, LOWER, Verdict::Wire, [2; 6]), &ix).unwrap();
+        assert_eq!(
+            (ev.reason, ev.flags & flag::TO_WIRE),
+            (TxReason::Wire as u8, flag::TO_WIRE)
+        );
+    }
+
+    #[test]
+    fn what_the_slow_path_records_or_nobody_knows_is_left_out() {
+        let ix = index();
+        for e in [
+            // Group frames and runts from the wire: the userspace data plane records them.
+            event(LOWER, 0, Verdict::Pass, [1, 0, 0x5e, 0, 0, 1]),
+            Event {
+                len: 10,
+                ..event(LOWER, 0, Verdict::Pass, [0; 6])
+            },
+            event(LOWER, 0, Verdict::SlowPath, [2; 6]),
+            // The second half of a local frame: already its sender's decision.
+            event(LOWER, H2, Verdict::LocalDelivered, MAC2),
+            // A group frame a macvlan sent.
+            event(H1, 0, Verdict::SlowPath, [0xff; 6]),
+            // Devices the index does not know (any more).
+            event(999, 0, Verdict::Wire, [2; 6]),
+            event(LOWER, 999, Verdict::Unicast, [2; 6]),
+        ] {
+            assert!(frame_event(&e, &ix).is_none(), "{e:?}");
+        }
+    }
+}
