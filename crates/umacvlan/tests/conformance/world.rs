@@ -1079,6 +1079,7 @@ impl World {
             let c = st.ctx.entry(d).or_insert_with(|| McState {
                 groups: Vec::new(),
                 all: false,
+                mtu: e.mtu,
             });
             c.all |= e.all;
             for g in e.groups {
