@@ -340,3 +340,56 @@ fn sigkill_leaves_nothing_behind_and_state_restores_the_bpf_macvlans() {
     assert_eq!(ping(&lab, &a, "10.62.0.1", 2), (2, 0));
     let _ = std::fs::remove_file(&state);
 }
+
+/// A lower moved to another namespace: the bpf path cannot follow it yet (its programs reach
+/// the hidden ends by ifindex in the lower's namespace), so its macvlans are removed with a
+/// warning — their veths gone, no hidden end left — and the moved lower keeps no program of
+/// ours. While the daemon has not yet seen the move (stopped here), the lower's tcx program
+/// is still attached in the new namespace: that window is bounded by the daemon's reaction.
+#[test]
+fn a_lower_moved_away_takes_its_bpf_macvlans_and_keeps_no_program() {
+    need_root!();
+    let mut lab = Lab::new("fp-move", std::path::Path::new(BIN));
+    let host = lab.ns("host").unwrap();
+    let ext = lab.ns("ext").unwrap();
+    let away = lab.ns("away").unwrap();
+    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
+    lab.addr(&ext, "eth0", "10.63.0.1/24").unwrap();
+    lab.start_daemon(&host, &["--datapath", "bpf"]).unwrap();
+    let a = lab.ns("a").unwrap();
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mva", "netns", &a, "type", "macvlan", "mode",
+        "bridge",
+    ])
+    .unwrap();
+    lab.addr(&a, "mva", "10.63.0.11/24").unwrap();
+    assert_eq!(ping(&lab, &a, "10.63.0.1", 2), (2, 0));
+    let tcx = |ns: &str| {
+        umacvlan_io::NetnsHandle::from_name(ns)
+            .unwrap()
+            .run_in(|| umacvlan_io::bpf::tcx_ingress_programs("eth0").unwrap())
+            .unwrap()
+    };
+    let pid = lab.daemon_pid().unwrap().to_string();
+    lab::must(&["kill", "-STOP", &pid]).unwrap();
+    let moved = lab::run(&["ip", "-n", &host, "link", "set", "eth0", "netns", &away]);
+    let attached_while_stopped = moved.ok().then(|| tcx(&away));
+    lab::must(&["kill", "-CONT", &pid]).unwrap();
+    assert!(moved.ok(), "{moved:?}");
+    eprintln!(
+        "tcx ingress on the moved lower before the daemon saw it: {attached_while_stopped:?}"
+    );
+    wait_for("the macvlan, its veth and the program to go", || {
+        let host_links = lab::must(&["ip", "-n", &host, "-o", "link", "show"]).unwrap();
+        let a_links = lab::must(&["ip", "-n", &a, "-o", "link", "show"]).unwrap();
+        host_links.lines().count() == 1 && !a_links.contains("mva") && tcx(&away).is_empty()
+    });
+    assert!(
+        lab.daemon_log()
+            .contains("lower moved to another namespace, where the bpf datapath cannot follow it"),
+        "{}",
+        lab.daemon_log()
+    );
+    let shown = lab.cli_ok(&["-j", "link", "show"]).unwrap();
+    assert_eq!(shown.trim(), "[]", "{shown}");
+}
