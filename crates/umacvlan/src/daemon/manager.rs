@@ -1120,15 +1120,6 @@ impl Manager {
     /// namespace, and the engine port and the TAPs stay as they are. If the new namespace
     /// cannot be found (nothing we can open holds it), the lower is taken for deleted.
     fn lower_moved(&mut self, old: LowerKey, nsid: i32, ifindex: u32) {
-        if self.fast.is_some() {
-            // The programs reach the macvlans' hidden ends by ifindex in the lower's namespace.
-            tracing::warn!(
-                nsid,
-                "lower moved to another namespace, where the bpf datapath cannot follow it; \
-                 removing its macvlans"
-            );
-            return self.lower_gone(old);
-        }
         let known: Vec<NetnsHandle> = self.watched_namespaces();
         let known: Vec<&NetnsHandle> = known.iter().collect();
         let Some(ns) = self.lower_rtnl(old).netns_by_nsid(nsid, &known) else {
@@ -1138,6 +1129,15 @@ impl Manager {
             );
             return self.lower_gone(old);
         };
+        if self.fast.is_some() {
+            // The programs reach the macvlans' hidden ends by ifindex in the lower's namespace.
+            tracing::warn!(
+                nsid,
+                "lower moved to another namespace, where the bpf datapath cannot follow it; \
+                 removing its macvlans"
+            );
+            return self.lower_gone(old);
+        }
         let ns = if ns.is_current().unwrap_or(false) {
             None
         } else {
