@@ -14,8 +14,10 @@ static __always_inline int umv_trace(struct __sk_buff *skb, const __u8 *eth, __u
 	if (!c || !c->trace)
 		return 0;
 	struct umv_event *e = bpf_ringbuf_reserve(&umv_events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__sync_fetch_and_add(&c->lost, 1);
 		return 1;
+	}
 	e->ifindex = skb->ifindex;
 	e->target_ifindex = target;
 	e->verdict = verdict;

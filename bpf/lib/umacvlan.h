@@ -106,6 +106,8 @@ struct umv_ctl {
 	__u32 trace;
 	/* With it, the frame's first bytes, at most UMV_SNAP (while someone captures). */
 	__u32 snap;
+	/* Decisions the full ring buffer could not take (only counts up). */
+	__u64 lost;
 };
 
 struct {

@@ -380,7 +380,7 @@ impl Drop for Cleanup {
 }
 
 /// The fast path's tracing switch (`umv_ctl.trace`) in daemon `pid`'s programs: the one
-/// single-entry array map of 8-byte values among its BPF map fds, read with bpftool.
+/// single-entry array map of 16-byte values among its BPF map fds, read with bpftool.
 fn fast_trace_switch(pid: u32) -> u64 {
     let mut ids = Vec::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
@@ -395,7 +395,7 @@ fn fast_trace_switch(pid: u32) -> u64 {
         };
         if field("map_type:").as_deref() == Some("2")
             && field("max_entries:").as_deref() == Some("1")
-            && field("value_size:").as_deref() == Some("8")
+            && field("value_size:").as_deref() == Some("16")
         {
             ids.extend(field("map_id:"));
         }

@@ -119,6 +119,8 @@ pub struct Ctl {
     pub trace: u32,
     /// With each, the frame's first bytes, at most [`SNAP`].
     pub snap: u32,
+    /// Decisions the full ring buffer could not take (the programs only count up).
+    pub lost: u64,
 }
 
 /// `UMV_DEV_UP`.
@@ -186,5 +188,5 @@ unsafe impl aya::Pod for DevEntry {}
 unsafe impl aya::Pod for PortEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Stats {}
-// SAFETY: as above (two u32s).
+// SAFETY: as above (two u32s and a u64, no padding).
 unsafe impl aya::Pod for Ctl {}

@@ -351,8 +351,16 @@ impl Tracer {
         let c = Ctl {
             trace: on as u32,
             snap: if on { snap.min(maps::SNAP as u32) } else { 0 },
+            // The programs' count goes on (read it with [`Tracer::lost`]; one counted between
+            // this read and the write is dropped, only when switching).
+            lost: self.lost(),
         };
         self.ctl.set(0, c, 0).map_err(map_err("umv_ctl"))
+    }
+
+    /// Decisions the programs could not put in the full ring buffer, since load.
+    pub fn lost(&self) -> u64 {
+        self.ctl.get(&0, 0).map_or(0, |c| c.lost)
     }
 
     /// Passes every decision waiting in the ring buffer to `f`.

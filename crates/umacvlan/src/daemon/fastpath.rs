@@ -18,7 +18,7 @@ use umacvlan_core::wire::MacAddr;
 use umacvlan_io::bpf::maps::{Event, Stats, Verdict, SNAP};
 use umacvlan_io::bpf::{Applied, FastPath, HiddenEnd, Tracer, PROG_LOWER, PROG_XMIT};
 
-use super::monitor::{record_fast, ExternalSource, PortTap};
+use super::monitor::{record_fast, record_lost, ExternalSource, PortTap};
 use umacvlan_io::mem::{LowerIo, UpperIo};
 use umacvlan_io::netlink::{LinkChange, RtNetlink, VethPeer};
 use umacvlan_io::{LowerOptions, LowerSocket, NetnsHandle, RxBatch, Tap};
@@ -99,6 +99,7 @@ impl FastState {
             tracer: self.fp.take_tracer()?,
             index: self.index.clone(),
             on: (false, false),
+            lost: 0,
         })
     }
 
@@ -253,6 +254,8 @@ pub struct FastTracer {
     index: Arc<Mutex<TraceIndex>>,
     /// (tracing, with bytes) as last set.
     on: (bool, bool),
+    /// The programs' lost count already reported.
+    lost: u64,
 }
 
 impl ExternalSource for FastTracer {
@@ -269,11 +272,24 @@ impl ExternalSource for FastTracer {
         if !on {
             // What is left would be stale for the next listener.
             self.tracer.drain(|_| {});
+            self.lost = self.tracer.lost();
         }
     }
 
     fn pump(&mut self) {
         let ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        // Losses name no port: any port's ring carries them to every listener.
+        let lost = self.tracer.lost();
+        if lost > self.lost {
+            if let Some(ring) = ix
+                .ports
+                .values()
+                .find_map(|t| t.upgrade().and_then(|t| t.fast_ring()))
+            {
+                record_lost(&ring, lost - self.lost);
+                self.lost = lost;
+            }
+        }
         self.tracer.drain(|e| {
             let Some((port, ev, to)) = frame_event(&e, &ix) else {
                 return;

@@ -280,6 +280,11 @@ pub fn record_fast(ring: &Ring, mut ev: FrameEvent, receivers: &[DevId], bytes: 
     }
 }
 
+/// Counts `n` decisions a producer outside the workers lost before they reached `ring`.
+pub fn record_lost(ring: &Ring, n: u64) {
+    ring.lost.fetch_add(n, Ordering::Relaxed);
+}
+
 /// A producer of decisions outside the data plane's workers (the eBPF programs): told when
 /// someone starts or stops listening, and asked to move what it has into the ports' rings on
 /// every pump round.
