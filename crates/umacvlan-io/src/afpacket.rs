@@ -948,6 +948,70 @@ impl LowerSocket {
             sock_filter(0x06, 0, 0, u32::MAX),
             sock_filter(0x06, 0, 0, 0),
         ];
+        self.attach_filter(&code)
+    }
+
+    /// Keeps only frames the lower's own host sends (`PACKET_OUTGOING`) with source `mac`:
+    /// the frames a `hostaccess` port takes from the host (what the daemon itself sends for
+    /// the macvlans has their addresses, and stays out).
+    pub fn keep_only_outgoing_from(&self, mac: MacAddr) -> io::Result<()> {
+        const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+        let m = mac.0;
+        let hi = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+        let lo = u32::from(u16::from_be_bytes([m[4], m[5]]));
+        // ldb pkttype; jeq OUTGOING; ld [6]; jeq hi; ldh [10]; jeq lo; accept; drop.
+        let code: [libc::sock_filter; 8] = [
+            sock_filter(0x20, 0, 0, SKF_AD_PKTTYPE),
+            sock_filter(0x15, 0, 5, libc::PACKET_OUTGOING as u32),
+            sock_filter(0x20, 0, 0, 6),
+            sock_filter(0x15, 0, 3, hi),
+            sock_filter(0x28, 0, 0, 10),
+            sock_filter(0x15, 0, 1, lo),
+            sock_filter(0x06, 0, 0, u32::MAX),
+            sock_filter(0x06, 0, 0, 0),
+        ];
+        self.attach_filter(&code)?;
+        // Frames queued between bind and the filter passed no filter: drop them.
+        let mut b = RxBatch::new(8);
+        while self.recv_batch(&mut b).unwrap_or(0) > 0 {}
+        Ok(())
+    }
+
+    /// Drops (`on`) or keeps again (`!on`, detaching the filter) frames carrying the
+    /// [`crate::hostaccess`] marker tag: frames a [`crate::hostaccess::HostInjector`] put into
+    /// the lower's receive path, which packet taps on the lower see like frames from the wire.
+    pub fn drop_host_injected(&self, on: bool) -> io::Result<()> {
+        if !on {
+            // SO_DETACH_FILTER ignores its value, but every socket option needs an int's room.
+            return match sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0)
+            {
+                // No filter attached: nothing to take off.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map(drop),
+            };
+        }
+        const SKF_AD: u32 = 0xffff_f000;
+        const VLAN_TAG: u32 = SKF_AD + 44;
+        const VLAN_TAG_PRESENT: u32 = SKF_AD + 48;
+        const VLAN_TPID: u32 = SKF_AD + 60;
+        let tpid = u32::from(crate::hostaccess::MARK_TPID);
+        // ld vlan_avail; jeq 0 → accept; ld vlan_tci; jne MARK → accept; ld vlan_tpid;
+        // jeq MARK (either byte order) → drop; accept.
+        let code: [libc::sock_filter; 9] = [
+            sock_filter(0x20, 0, 0, VLAN_TAG_PRESENT),
+            sock_filter(0x15, 5, 0, 0),
+            sock_filter(0x20, 0, 0, VLAN_TAG),
+            sock_filter(0x15, 0, 3, u32::from(crate::hostaccess::MARK_TCI)),
+            sock_filter(0x20, 0, 0, VLAN_TPID),
+            sock_filter(0x15, 2, 0, tpid),
+            sock_filter(0x15, 1, 0, u32::from((tpid as u16).swap_bytes())),
+            sock_filter(0x06, 0, 0, u32::MAX),
+            sock_filter(0x06, 0, 0, 0),
+        ];
+        self.attach_filter(&code)
+    }
+
+    fn attach_filter(&self, code: &[libc::sock_filter]) -> io::Result<()> {
         let prog = libc::sock_fprog {
             len: code.len() as u16,
             filter: code.as_ptr().cast_mut(),

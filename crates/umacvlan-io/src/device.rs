@@ -63,6 +63,13 @@ pub trait LowerIo: MembershipOps + Send + Sync {
     fn take_drops(&self) -> u64 {
         0
     }
+
+    /// Stops (`on`) or resumes receiving the frames a
+    /// [`HostInjector`](crate::hostaccess::HostInjector) puts into the lower's receive path.
+    /// Devices that cannot see them have nothing to do.
+    fn drop_host_injected(&self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One upper (macvlan) device as a data-plane worker sees it.
@@ -106,6 +113,26 @@ impl LowerIo for LowerSocket {
     }
     fn vnet_hdr_len(&self) -> usize {
         LowerSocket::vnet_hdr_len(self)
+    }
+    fn drop_host_injected(&self, on: bool) -> io::Result<()> {
+        LowerSocket::drop_host_injected(self, on)
+    }
+}
+
+/// The host's way in, as the data plane writes to it: writing injects into the lower's
+/// receive path; it is never read.
+impl UpperIo for crate::hostaccess::HostInjector {
+    fn read(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn write(&self, frame: &[u8]) -> io::Result<()> {
+        self.inject(frame)
+    }
+    fn set_carrier(&self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
+    fn readiness_fd(&self) -> RawFd {
+        -1
     }
 }
 

@@ -22,6 +22,7 @@ pub mod afpacket;
 pub mod bpf;
 pub mod device;
 pub mod epoll;
+pub mod hostaccess;
 pub mod mem;
 pub mod netlink;
 pub mod netns;

@@ -807,6 +807,116 @@ impl RtNetlink {
         Ok(())
     }
 
+    /// Readies a device that must stay invisible to the host's stack: no ARP (`IFF_NOARP`)
+    /// and no IPv6 address generated for it (`IFLA_INET6_ADDR_GEN_MODE` none), so it never
+    /// holds an address or sends anything of its own. Call before bringing it up.
+    pub fn set_link_silent(&mut self, ifindex: u32) -> NlResult<()> {
+        const IFLA_AF_SPEC: u16 = 26;
+        const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+        const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+        const NLA_F_NESTED: u16 = 0x8000;
+        let mut gen = Vec::new();
+        gen.extend_from_slice(&5u16.to_ne_bytes());
+        gen.extend_from_slice(&IFLA_INET6_ADDR_GEN_MODE.to_ne_bytes());
+        gen.extend_from_slice(&[IN6_ADDR_GEN_MODE_NONE, 0, 0, 0]);
+        let mut inet6 = Vec::new();
+        inet6.extend_from_slice(&((4 + gen.len()) as u16).to_ne_bytes());
+        inet6.extend_from_slice(&(libc::AF_INET6 as u16 | NLA_F_NESTED).to_ne_bytes());
+        inet6.extend_from_slice(&gen);
+        let seq = self.next_seq();
+        let noarp = libc::IFF_NOARP as u32;
+        let req = Msg::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
+            .ifinfomsg(ifindex, noarp, noarp)
+            .attr(IFLA_AF_SPEC | NLA_F_NESTED, &inet6)
+            .finish();
+        self.transact(&req, seq, |_, _| {})?;
+        Ok(())
+    }
+
+    /// Sends every frame device `from` receives into the receive path of device `to`: an
+    /// `ingress` qdisc on `from` with a match-all `u32` filter whose action is `mirred ingress
+    /// redirect dev TO` (what `tc filter add dev FROM parent ffff: protocol all u32 match u32
+    /// 0 0 action mirred ingress redirect dev TO` sets up). Both devices in this socket's
+    /// namespace. Goes with `from` when it is deleted.
+    pub fn redirect_to_ingress(&mut self, from: u32, to: u32) -> NlResult<()> {
+        const RTM_NEWQDISC: u16 = 36;
+        const RTM_NEWTFILTER: u16 = 44;
+        const NLM_F_CREATE: u16 = 0x400;
+        const NLM_F_EXCL: u16 = 0x200;
+        const NLA_F_NESTED: u16 = 0x8000;
+        const TCA_KIND: u16 = 1;
+        const TCA_OPTIONS: u16 = 2;
+        const TC_H_INGRESS: u32 = 0xFFFF_FFF1;
+        const INGRESS_HANDLE: u32 = 0xFFFF_0000;
+        const TCA_U32_SEL: u16 = 5;
+        const TCA_U32_ACT: u16 = 7;
+        const TC_U32_TERMINAL: u8 = 1;
+        const TCA_ACT_KIND: u16 = 1;
+        const TCA_ACT_OPTIONS: u16 = 2;
+        const TCA_MIRRED_PARMS: u16 = 2;
+        const TC_ACT_STOLEN: i32 = 4;
+        const TCA_INGRESS_REDIR: i32 = 3;
+        fn nla(ty: u16, data: &[u8]) -> Vec<u8> {
+            let mut b = Vec::with_capacity(align4(4 + data.len()));
+            b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            b.extend_from_slice(&ty.to_ne_bytes());
+            b.extend_from_slice(data);
+            b.resize(align4(b.len()), 0);
+            b
+        }
+        // struct tcmsg: family, 3 bytes padding, ifindex, handle, parent, info.
+        fn tcmsg(m: &mut Msg, ifindex: u32, handle: u32, parent: u32, info: u32) {
+            m.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+            m.0.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+            m.0.extend_from_slice(&handle.to_ne_bytes());
+            m.0.extend_from_slice(&parent.to_ne_bytes());
+            m.0.extend_from_slice(&info.to_ne_bytes());
+        }
+        let seq = self.next_seq();
+        let mut m = Msg::new(
+            RTM_NEWQDISC,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        tcmsg(&mut m, from, INGRESS_HANDLE, TC_H_INGRESS, 0);
+        let req = m.attr_str(TCA_KIND, "ingress").finish();
+        self.transact(&req, seq, |_, _| {})?;
+
+        // struct tc_mirred: tc_gen (index, capab, action, refcnt, bindcnt), eaction, ifindex.
+        let mut parms = Vec::with_capacity(28);
+        for v in [0i32, 0, TC_ACT_STOLEN, 0, 0, TCA_INGRESS_REDIR, to as i32] {
+            parms.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut act = nla(TCA_ACT_KIND, b"mirred\0");
+        act.extend(nla(
+            TCA_ACT_OPTIONS | NLA_F_NESTED,
+            &nla(TCA_MIRRED_PARMS, &parms),
+        ));
+        let acts = nla(1 | NLA_F_NESTED, &act);
+        // struct tc_u32_sel (flags, offshift, nkeys, pad, offmask, off, offoff, hoff, hmask)
+        // and one key matching everything (mask 0, val 0, off 0, offmask 0).
+        let mut sel = vec![TC_U32_TERMINAL, 0, 1, 0];
+        sel.extend_from_slice(&[0u8; 12]);
+        sel.extend_from_slice(&[0u8; 16]);
+        let mut opts = nla(TCA_U32_SEL, &sel);
+        opts.extend(nla(TCA_U32_ACT | NLA_F_NESTED, &acts));
+        let seq = self.next_seq();
+        let mut m = Msg::new(
+            RTM_NEWTFILTER,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        // info: priority 1, protocol ETH_P_ALL in network order.
+        let info = (1u32 << 16) | u32::from(0x0003u16.to_be());
+        tcmsg(&mut m, from, 0, INGRESS_HANDLE, info);
+        let req = m
+            .attr_str(TCA_KIND, "u32")
+            .attr(TCA_OPTIONS | NLA_F_NESTED, &opts)
+            .finish();
+        self.transact(&req, seq, |_, _| {})?;
+        Ok(())
+    }
+
     /// Deletes a device (`RTM_DELLINK`).
     pub fn del_link(&mut self, ifindex: u32) -> NlResult<()> {
         let seq = self.next_seq();

@@ -281,6 +281,25 @@ pub(crate) fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
 }
 
+/// `writev(2)` of `parts`, in order (one datagram for a TAP).
+pub(crate) fn writev(fd: &impl AsRawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    const MAX: usize = 8;
+    if parts.len() > MAX {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX];
+    for (v, p) in iov.iter_mut().zip(parts) {
+        v.iov_base = p.as_ptr().cast_mut().cast();
+        v.iov_len = p.len();
+    }
+    // SAFETY: each iovec describes one of `parts`, readable for the call; the kernel only
+    // reads them.
+    cvt_size(unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), parts.len() as libc::c_int) })
+}
+
 /// `send(2)` on a connected or bound socket.
 pub(crate) fn send(fd: &impl AsRawFd, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `buf`, readable for the call.

@@ -182,6 +182,15 @@ impl Tap {
         Ok(())
     }
 
+    /// Writes one frame given in pieces (`writev`: one frame for the device, no copy).
+    pub fn write_parts(&self, parts: &[&[u8]]) -> io::Result<()> {
+        let n = sys::writev(&self.fd, parts)?;
+        if n != parts.iter().map(|p| p.len()).sum::<usize>() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short TAP write"));
+        }
+        Ok(())
+    }
+
     /// Opens one more queue of a multi-queue TAP (created with `multi_queue`), in whatever
     /// namespace the device is now.
     pub fn attach_queue(&self) -> io::Result<Tap> {
