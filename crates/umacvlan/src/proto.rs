@@ -246,6 +246,9 @@ pub struct LinkInfo {
     /// The data path, when not the TAP path (`bpf`: the eBPF fast path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datapath: Option<String>,
+    /// `hostaccess on` (umacvlan's own option; absent when off).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hostaccess: bool,
 }
 
 /// The kernel's `rtnl_link_stats64` fields that a macvlan fills (others are zero).
@@ -440,6 +443,9 @@ pub struct MonitorEvent {
     pub lower_stack: bool,
     /// Sent to the wire.
     pub to_wire: bool,
+    /// Given to the lower's own host (`hostaccess`; absent when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub to_host: bool,
     /// The frame's first bytes in hex (`capture`), up to the snap length.
     pub data: Option<String>,
 }

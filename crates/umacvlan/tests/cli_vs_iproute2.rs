@@ -685,6 +685,7 @@ fn base_info(name: &str, mac: &str, mode: Mode) -> LinkInfo {
         stats: Stats64::default(),
         cni: None,
         datapath: None,
+        hostaccess: false,
     }
 }
 

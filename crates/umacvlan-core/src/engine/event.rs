@@ -19,6 +19,8 @@ pub enum Entry {
     Macvlan = 2,
     /// Taken off the broadcast queue and flooded; `reason` is [`RxReason::Flooded`].
     BcQueue = 3,
+    /// Sent by the lower's own host (`hostaccess`); `reason` is an [`RxReason`].
+    Host = 4,
 }
 
 impl Entry {
@@ -28,6 +30,7 @@ impl Entry {
             1 => Entry::Lower,
             2 => Entry::Macvlan,
             3 => Entry::BcQueue,
+            4 => Entry::Host,
             _ => return None,
         })
     }
@@ -71,6 +74,8 @@ pub mod flag {
     pub const TO_WIRE: u8 = 1 << 2;
     /// The event carries frame bytes after it (capture).
     pub const HAS_DATA: u8 = 1 << 3;
+    /// Given to the lower's own host (`hostaccess`).
+    pub const TO_HOST: u8 = 1 << 4;
 }
 
 /// No device in [`FrameEvent::dev`]/[`FrameEvent::to`].
@@ -220,8 +225,18 @@ impl FrameEvent {
             } else {
                 counter::TX_DROPPED
             };
+        } else if out.reason == Some(TxReason::ToHost) {
+            // `sent`: whether the host took it.
+            e.counters |= if sent {
+                counter::TX
+            } else {
+                counter::TX_DROPPED
+            };
         } else if out.tx_bytes > 0 {
             e.counters |= counter::TX;
+        }
+        if out.to_host {
+            e.flags |= flag::TO_HOST;
         }
         if out.lower_rx_dropped {
             e.counters |= counter::LOWER_RX_DROPPED;
@@ -262,7 +277,7 @@ impl FrameEvent {
     /// The receive reason, for [`Entry::Lower`] and [`Entry::BcQueue`].
     pub fn rx_reason(&self) -> Option<RxReason> {
         match self.entry() {
-            Some(Entry::Lower | Entry::BcQueue) => RxReason::from_code(self.reason),
+            Some(Entry::Lower | Entry::BcQueue | Entry::Host) => RxReason::from_code(self.reason),
             _ => None,
         }
     }
@@ -353,6 +368,10 @@ mod tests {
         assert_eq!(RxReason::Malformed as u8, 10);
         assert_eq!(TxReason::Wire as u8, 1);
         assert_eq!(TxReason::Malformed as u8, 6);
+        assert_eq!(RxReason::HostEcho as u8, 11);
+        assert_eq!(RxReason::FromHost as u8, 12);
+        assert_eq!(TxReason::ToHost as u8, 7);
+        assert_eq!(Entry::from_code(4), Some(Entry::Host));
         for c in 0..=255u8 {
             if let Some(r) = RxReason::from_code(c) {
                 assert_eq!(r.code(), c);

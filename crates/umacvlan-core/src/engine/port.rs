@@ -133,6 +133,9 @@ pub struct Device {
     pub fdb_uc: Vec<MacAddr>,
     /// `bcqueuelen` request.
     pub bc_queue_len_req: u32,
+    /// `hostaccess on`: the lower's own host and this macvlan reach each other directly
+    /// (umacvlan's option; never in passthru or source mode).
+    pub hostaccess: bool,
     /// Source-mode list with insertion sequence numbers (for the kernel's dump order).
     sources: Vec<(MacAddr, u64)>,
     /// When the device was last put into the MAC table (for the kernel's walk order).
@@ -268,6 +271,19 @@ fn validate(address: Option<MacAddr>, a: &MacvlanAttrs) -> ControlResult<Option<
         return Err(err(Errno::EINVAL));
     }
     Ok(mode)
+}
+
+/// `hostaccess on` needs a macvlan with its own MAC that the host can address and that
+/// receives by destination: a passthru macvlan owns the host's own MAC, a source-mode one
+/// receives by source.
+fn check_hostaccess(on: bool, mode: Mode) -> ControlResult {
+    if on && matches!(mode, Mode::Passthru | Mode::Source) {
+        return Err(ControlError::with_msg(
+            Errno::EINVAL,
+            "hostaccess is not supported in passthru or source mode",
+        ));
+    }
+    Ok(())
 }
 
 /// The generic rtnetlink MTU check (`dev_validate_mtu`), with its extack messages.
@@ -440,6 +456,7 @@ impl Port {
         if req.attrs.macaddr.is_some() && mode != Mode::Source {
             return Err(err(Errno::EINVAL));
         }
+        check_hostaccess(req.attrs.hostaccess.unwrap_or(false), mode)?;
         let mac = if mode == Mode::Passthru {
             self.lower.mac
         } else {
@@ -464,6 +481,7 @@ impl Port {
             fdb_mc: Vec::new(),
             fdb_uc: Vec::new(),
             bc_queue_len_req: req.attrs.bcqueuelen.unwrap_or(DEFAULT_BC_QUEUE_LEN),
+            hostaccess: req.attrs.hostaccess.unwrap_or(false),
             sources: Vec::new(),
             hash_seq: 0,
         };
@@ -514,6 +532,7 @@ impl Port {
         if a.macaddr.is_some() && final_mode != Mode::Source {
             return Err(err(Errno::EINVAL));
         }
+        check_hostaccess(a.hostaccess.unwrap_or(dev.hostaccess), final_mode)?;
         // Everything is valid: apply in the kernel's order.
         if let Some(c) = a.bclim {
             self.bc_cutoff = c;
@@ -527,6 +546,9 @@ impl Port {
         }
         if let Some(q) = a.bcqueuelen {
             dev.bc_queue_len_req = q;
+        }
+        if let Some(h) = a.hostaccess {
+            dev.hostaccess = h;
         }
         dev.mode = final_mode;
         if let Some(op) = &a.macaddr {

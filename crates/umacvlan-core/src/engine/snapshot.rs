@@ -30,6 +30,8 @@ pub struct DevSnap {
     pub mtu: u32,
     /// `nodst` flag.
     pub nodst: bool,
+    /// `hostaccess on`: the lower's host and this macvlan reach each other directly.
+    pub hostaccess: bool,
     /// Accepts every group (promisc or allmulti).
     mc_all: bool,
     /// [`mc_hash_key`] of the joined groups and of broadcast, sorted.
@@ -55,6 +57,7 @@ impl DevSnap {
             up: d.up,
             mtu: d.mtu,
             nodst: d.nodst(),
+            hostaccess: d.hostaccess,
             mc_all: d.promisc || d.allmulti,
             mc_keys: g.into_boxed_slice(),
         }
@@ -125,6 +128,12 @@ pub enum RxReason {
     Filtered = 9,
     /// Shorter than an Ethernet header or a truncated VLAN header: dropped and counted.
     Malformed = 10,
+    /// Unicast from the lower's own MAC to a `hostaccess` macvlan, back from the wire (a
+    /// hairpin switch reflected what the host sent): the macvlan already had it from the
+    /// host, so it is dropped.
+    HostEcho = 11,
+    /// A frame the lower's own host sent (entry: host), given to `hostaccess` macvlans.
+    FromHost = 12,
 }
 
 /// What to do with one frame from the wire.
@@ -171,6 +180,9 @@ pub enum TxReason {
     SenderDown = 5,
     /// Malformed frame.
     Malformed = 6,
+    /// A `hostaccess` macvlan's unicast to the lower's own MAC: into the lower's receive path
+    /// (its host), not to the wire.
+    ToHost = 7,
 }
 
 /// What to do with one frame a macvlan sent.
@@ -186,6 +198,9 @@ pub struct TxOutcome {
     pub tx_always_ok: bool,
     /// Count one `rx_dropped` on the lower (`dev_forward_skb` refused the frame).
     pub lower_rx_dropped: bool,
+    /// Give the frame to the lower's own host too (into the lower's receive path): a
+    /// `hostaccess` macvlan's frame for the lower's MAC or a group.
+    pub to_host: bool,
     /// Why.
     pub reason: Option<TxReason>,
     /// A bridge sibling refused the group by its filter (see [`RxOutcome::group_refused`]).
@@ -199,6 +214,7 @@ impl TxOutcome {
         self.tx_bytes = 0;
         self.tx_always_ok = false;
         self.lower_rx_dropped = false;
+        self.to_host = false;
         self.reason = None;
         self.group_refused = false;
     }
@@ -263,6 +279,9 @@ pub struct PortSnapshot {
     mc_filter: Bitmap256,
     bc_filter: Bitmap256,
     bc_queue_len: u32,
+    /// Some macvlan has `hostaccess on` (the only per-frame cost of the option when none
+    /// has: this one test on frames from the lower's own MAC).
+    host_any: bool,
 }
 
 impl Default for PortSnapshot {
@@ -309,7 +328,9 @@ impl PortSnapshot {
             source_lists.push(list.into_boxed_slice());
             i = j;
         }
+        let host_any = devs.iter().flatten().any(|d| d.hostaccess);
         PortSnapshot {
+            host_any,
             lower_mac: lower.mac,
             lower_mtu: lower.mtu,
             lower_up: lower.up,
@@ -334,6 +355,16 @@ impl PortSnapshot {
     /// The lower's MTU.
     pub fn lower_mtu(&self) -> u32 {
         self.lower_mtu
+    }
+
+    /// Some macvlan of the port has `hostaccess on`: the data plane needs its host path.
+    pub fn hostaccess(&self) -> bool {
+        self.host_any
+    }
+
+    /// The lower's MAC (the address of the lower's own host).
+    pub fn lower_mac(&self) -> MacAddr {
+        self.lower_mac
     }
 
     /// The passthru macvlan, when the port is in passthru mode.
@@ -486,6 +517,10 @@ impl PortSnapshot {
             out.reason = Some(RxReason::TargetDown);
             return;
         }
+        if t.hostaccess && f.src() == self.lower_mac {
+            out.reason = Some(RxReason::HostEcho);
+            return;
+        }
         out.deliveries.push(Delivery {
             dev: t.id,
             pkt_type: PacketType::Host,
@@ -537,6 +572,9 @@ impl PortSnapshot {
             rx_len(f)
         };
         let mut group_refused = false;
+        // What the lower's own host sent, back from the wire: hostaccess macvlans had it
+        // from the host already.
+        let host_echo = !local && self.host_any && f.src() == self.lower_mac;
         for id in &self.flood {
             let Some(d) = self.device(*id) else { continue };
             if Some(d.id) == src || !mask.contains(d.mode) {
@@ -544,6 +582,9 @@ impl PortSnapshot {
             }
             if !d.accepts_group(dst) {
                 group_refused = true;
+                continue;
+            }
+            if host_echo && d.hostaccess {
                 continue;
             }
             let (pkt_type, refused) = if local {
@@ -563,6 +604,57 @@ impl PortSnapshot {
             });
         }
         group_refused
+    }
+
+    /// A frame the lower's own host sent (seen on the lower's transmit path), for
+    /// `hostaccess` macvlans: unicast to one of them, up, is delivered to it; a group frame to
+    /// each up one whose filter passes it. Anything else, and anything not from the lower's
+    /// MAC, concerns no macvlan here (it is on its way to the wire, and what comes back is
+    /// decided by [`receive`](Self::receive)).
+    pub fn from_host(&self, frame: &[u8], out: &mut RxOutcome) {
+        out.reset();
+        let f = match EthernetFrame::new_checked(frame) {
+            Ok(f) => f,
+            Err(_) => {
+                out.reason = Some(RxReason::Malformed);
+                return;
+            }
+        };
+        out.reason = Some(RxReason::NotOurs);
+        if !self.host_any || f.src() != self.lower_mac {
+            return;
+        }
+        let dst = f.dst();
+        if dst.is_multicast() {
+            if untagged_protocol(&f).0 == ethertype::PAUSE {
+                return;
+            }
+            for id in &self.flood {
+                let Some(d) = self.device(*id) else { continue };
+                if d.hostaccess && d.accepts_group(dst) {
+                    out.deliveries.push(Delivery {
+                        dev: d.id,
+                        pkt_type: PacketType::classify(dst, d.mac),
+                        bytes: rx_len(&f),
+                        multicast: true,
+                        checked: true,
+                        refused: false,
+                    });
+                }
+            }
+        } else if let Some(d) = self.lookup(dst).filter(|d| d.hostaccess) {
+            out.deliveries.push(Delivery {
+                dev: d.id,
+                pkt_type: PacketType::Host,
+                bytes: rx_len(&f),
+                multicast: false,
+                checked: true,
+                refused: false,
+            });
+        } else {
+            return;
+        }
+        out.reason = Some(RxReason::FromHost);
     }
 
     /// `macvlan_start_xmit` / `macvlan_queue_xmit`: decides what happens to a frame macvlan
@@ -588,6 +680,16 @@ impl PortSnapshot {
             }
         };
         out.tx_bytes = f.len() as u32;
+        if dev.hostaccess {
+            let dst = f.dst();
+            if dst == self.lower_mac {
+                // For the host only: a copy on the wire would reach it again by a hairpin.
+                out.to_host = true;
+                out.reason = Some(TxReason::ToHost);
+                return;
+            }
+            out.to_host = dst.is_multicast();
+        }
         if dev.mode == Mode::Bridge {
             let dst = f.dst();
             if dst.is_multicast() {

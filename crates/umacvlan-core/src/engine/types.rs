@@ -261,6 +261,10 @@ pub struct MacvlanAttrs {
     pub bclim: Option<i32>,
     /// Set when a request carries `IFLA_MACVLAN_MACADDR_COUNT`, which the kernel rejects.
     pub macaddr_count: Option<u32>,
+    /// `hostaccess on|off` (umacvlan's own, no kernel attribute): the lower's own host and
+    /// the macvlan reach each other directly. Not in passthru or source mode (EINVAL).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub hostaccess: Option<bool>,
 }
 
 /// A request to create a macvlan on a port (`ip link add link LOWER name NAME type macvlan …`).

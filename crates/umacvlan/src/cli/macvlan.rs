@@ -147,6 +147,21 @@ pub fn parse_macvlan_opts(words: &[String], stderr: &mut String) -> Result<Macvl
                     ))
                 }
             }
+        } else if w == "hostaccess" {
+            // umacvlan's own option (iproute2 has none): exact keyword, as for `bclim`.
+            next_arg!();
+            attrs.hostaccess = Some(match argv[i].as_str() {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(fail(
+                        stderr,
+                        format!(
+                            "Error: argument of \"hostaccess\" must be \"on\" or \"off\", not \"{other}\"\n"
+                        ),
+                    ))
+                }
+            });
         } else if matches(&w, "help") {
             return Err(fail(stderr, MACVLAN_USAGE.to_string()));
         } else {
@@ -307,7 +322,20 @@ mod tests {
                 1
             )
         );
+        assert_eq!(ok("hostaccess on").0.hostaccess, Some(true));
+        assert_eq!(ok("mode vepa hostaccess off").0.hostaccess, Some(false));
+        assert_eq!(ok("mode vepa").0.hostaccess, None);
+        assert_eq!(
+            err("hostaccess yes"),
+            (
+                "Error: argument of \"hostaccess\" must be \"on\" or \"off\", not \"yes\"\n".into(),
+                1
+            )
+        );
+        // umacvlan's own keyword: exact, no prefix (`host` is no abbreviation of it).
+        assert_eq!(err("host on").1, 1);
         for s in [
+            "hostaccess",
             "mode",
             "flag",
             "macaddr",

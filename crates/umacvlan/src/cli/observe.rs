@@ -433,6 +433,7 @@ pub fn event_text(e: &MonitorEvent) -> String {
     let entry = match (e.entry.as_str(), &e.dev) {
         ("macvlan", Some(d)) => format!("from {d}"),
         ("bcqueue", _) => "bcqueue".into(),
+        ("host", _) => "from host".into(),
         _ => "from wire".into(),
     };
     let vlan = e.vlan.map_or(String::new(), |v| format!(" vlan {v}"));
@@ -452,6 +453,9 @@ pub fn event_text(e: &MonitorEvent) -> String {
     }
     if e.to_wire {
         extra.push_str(" +wire");
+    }
+    if e.to_host {
+        extra.push_str(" +host");
     }
     format!(
         "{} {} {entry} {} > {} {}{vlan} len {}: {}; copies {}{to}{extra}{counters}{}",

@@ -409,6 +409,10 @@ fn macvlan_text(out: &mut String, l: &LinkInfo) {
     if let Some(d) = &l.datapath {
         let _ = write!(out, "datapath {d} ");
     }
+    // umacvlan's own, shown only when on (off prints exactly what ip prints).
+    if l.hostaccess {
+        out.push_str("hostaccess on ");
+    }
     if mode != Mode::Source {
         return;
     }
@@ -432,6 +436,10 @@ fn macvlan_json(w: &mut JsonWriter, l: &LinkInfo) {
     w.raw("usedbcqueuelen", l.usedbcqueuelen);
     if let Some(b) = l.bclim {
         w.raw("bclim", b);
+    }
+    // umacvlan's own key, present only when on: off is iproute2's JSON, key for key.
+    if l.hostaccess {
+        w.raw("hostaccess", true);
     }
     if mode != Mode::Source {
         return;

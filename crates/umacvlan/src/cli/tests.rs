@@ -533,6 +533,7 @@ fn info(name: &str, idx: u32, mode: Mode) -> LinkInfo {
         stats: Stats64::default(),
         cni: None,
         datapath: None,
+        hostaccess: false,
     }
 }
 
@@ -732,6 +733,26 @@ fn text_layouts() {
     assert_eq!(
         print::links(&[n], &o(0, false, false, false)),
         "7: mv3@if3: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff link-netns blue\n"
+    );
+}
+
+#[test]
+fn hostaccess_is_shown_only_when_on() {
+    let mut l = info("mv0", 4, Mode::Bridge);
+    let off = print::links(std::slice::from_ref(&l), &o(0, true, false, false));
+    assert!(!off.contains("hostaccess"), "{off}");
+    let off_j = print::links(std::slice::from_ref(&l), &o(0, true, true, false));
+    assert!(!off_j.contains("hostaccess"), "{off_j}");
+    l.hostaccess = true;
+    let on = print::links(std::slice::from_ref(&l), &o(0, true, false, false));
+    assert!(
+        on.contains("macvlan mode bridge bcqueuelen 1000 usedbcqueuelen 1000 hostaccess on \n"),
+        "{on}"
+    );
+    let on_j = print::links(&[l], &o(0, true, true, false));
+    assert!(
+        on_j.contains("\"usedbcqueuelen\":1000,\"hostaccess\":true"),
+        "{on_j}"
     );
 }
 

@@ -15,6 +15,7 @@
 //! nodst = false              # source: do not also deliver by destination
 //! bcqueuelen = 1000          # broadcast queue length request
 //! bclim = 1                  # the port's broadcast cutoff
+//! hostaccess = false         # the lower's own host and the macvlan reach each other
 //! source_macs = ["02:00:00:00:00:aa"]  # source mode's list
 //! ```
 //!
@@ -81,6 +82,8 @@ struct Entry {
     nodst: bool,
     bcqueuelen: Option<u32>,
     bclim: Option<i32>,
+    #[serde(default)]
+    hostaccess: bool,
     #[serde(default, deserialize_with = "macs")]
     source_macs: Vec<MacAddr>,
 }
@@ -204,6 +207,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(usize, LinkAdd)>, ConfigErr
                     bcqueuelen: e.bcqueuelen,
                     bclim: e.bclim,
                     macaddr_count: None,
+                    hostaccess: e.hostaccess.then_some(true),
                 },
                 cni: None,
             },
@@ -459,6 +463,11 @@ fn difference(have: &LinkAdd, want: &LinkAdd) -> Option<LinkSet> {
         m.bcqueuelen = w.bcqueuelen;
         mac_any = true;
     }
+    // Always declared (default off): a file that drops the line turns it off.
+    if w.hostaccess.unwrap_or(false) != h.hostaccess.unwrap_or(false) {
+        m.hostaccess = Some(w.hostaccess.unwrap_or(false));
+        mac_any = true;
+    }
     if let Some(b) = w.bclim {
         if b != h.bclim.unwrap_or(DEFAULT_BC_CUTOFF) {
             m.bclim = Some(b);
@@ -620,5 +629,24 @@ source_macs = ["02:00:00:00:00:aa", "02:00:00:00:00:bb"]
         assert_eq!(s.mtu, Some(1400));
         assert_eq!(s.macvlan.unwrap().mode, Some(Mode::Private.bits()));
         assert_eq!((s.up, s.address, s.netns), (None, None, None));
+    }
+
+    #[test]
+    fn hostaccess_is_declared_on_or_off() {
+        let v = p("[[macvlan]]\nname = \"mv0\"\nlower = \"eth0\"\nhostaccess = true\n").unwrap();
+        let on = v[0].1.clone();
+        assert_eq!(on.macvlan.hostaccess, Some(true));
+        let v = p("[[macvlan]]\nname = \"mv0\"\nlower = \"eth0\"\n").unwrap();
+        let off = v[0].1.clone();
+        assert_eq!(off.macvlan.hostaccess, None);
+        // A file that drops the line turns it off; one that adds it turns it on.
+        let s = difference(&on, &off).unwrap();
+        assert_eq!(s.macvlan.unwrap().hostaccess, Some(false));
+        let s = difference(&off, &on).unwrap();
+        assert_eq!(s.macvlan.unwrap().hostaccess, Some(true));
+        assert_eq!(difference(&on, &on), None);
+        let e =
+            p("[[macvlan]]\nname = \"mv0\"\nlower = \"eth0\"\nhostaccess = \"on\"\n").unwrap_err();
+        assert!(e.contains(":4:"), "{e}");
     }
 }

@@ -14,7 +14,7 @@
 use super::counters::CounterTable;
 use super::group_refresh::{GroupRefresh, QuietGroups, HOLD_FRAMES, HOLD_LIMIT};
 use super::monitor::{self, PortTap, Ring};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -45,6 +45,14 @@ impl View {
     fn upper(&self, id: DevId) -> Option<&Arc<dyn UpperIo>> {
         self.uppers.get(id.index()).and_then(|u| u.as_ref())
     }
+}
+
+/// The host path of a port with `hostaccess` macvlans (see [`umacvlan_io::hostaccess`]).
+pub struct HostLink {
+    /// Frames the lower's own host sends.
+    pub rx: Arc<dyn LowerIo>,
+    /// The way into the lower's receive path (to the host).
+    pub inject: Arc<dyn UpperIo>,
 }
 
 type BcItem = (Vec<u8>, Option<BcSource>);
@@ -87,6 +95,10 @@ struct Shared {
     held: Mutex<VecDeque<Held>>,
     /// Groups refused again after a re-read, which ask for no other for a while.
     quiet: QuietGroups,
+    /// The host path, while some macvlan has `hostaccess on` (worker 0 reads it).
+    host: ArcSwapOption<HostLink>,
+    /// The lower sockets drop what the host path injects.
+    host_filter: AtomicBool,
 }
 
 /// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
@@ -128,6 +140,7 @@ struct Registered {
 const TOKEN_LOWER: u64 = 0;
 const TOKEN_WAKE: u64 = 1;
 const TOKEN_UPPER: u64 = 2;
+const TOKEN_HOST: u64 = u64::MAX;
 /// Frames read from one TAP per wake-up before the worker looks at its other fds.
 const TAP_BUDGET: usize = 64;
 /// Largest packet a TAP hands us: a 64 KiB GSO frame, its vnet header and VLAN tags.
@@ -168,6 +181,8 @@ impl Dataplane {
             refresh,
             held: Mutex::new(VecDeque::new()),
             quiet: QuietGroups::default(),
+            host: ArcSwapOption::empty(),
+            host_filter: AtomicBool::new(false),
         });
         let mut dp = Dataplane {
             shared,
@@ -211,7 +226,54 @@ impl Dataplane {
         self.shutdown();
         self.socket_drops();
         self.shared.stop.store(false, Ordering::SeqCst);
+        if self.shared.host_filter.load(Ordering::SeqCst) {
+            for l in &lowers {
+                l.drop_host_injected(true)?;
+            }
+        }
         self.spawn(lowers)
+    }
+
+    /// Installs (`Some`) or removes the host path. Before the first one is in use, every
+    /// lower socket is told to drop what it will inject (so nothing it puts into the lower's
+    /// receive path comes back as a frame from the wire); after the last is gone, they take
+    /// everything again. A socket that cannot be told fails the call and nothing changes.
+    pub fn set_host(&self, host: Option<HostLink>) -> io::Result<()> {
+        let on = host.is_some();
+        if on && !self.shared.host_filter.load(Ordering::SeqCst) {
+            for (i, l) in self.lowers.iter().enumerate() {
+                if let Err(e) = l.drop_host_injected(true) {
+                    for l in &self.lowers[..i] {
+                        let _ = l.drop_host_injected(false);
+                    }
+                    return Err(e);
+                }
+            }
+            self.shared.host_filter.store(true, Ordering::SeqCst);
+        }
+        self.shared.host.store(host.map(Arc::new));
+        for w in &self.shared.wakes {
+            let _ = w.notify();
+        }
+        if !on && self.shared.host_filter.load(Ordering::SeqCst) {
+            // Injection ends with the last view holding the injector.
+            self.wait_quiescent();
+            for l in &self.lowers {
+                let _ = l.drop_host_injected(false);
+            }
+            self.shared.host_filter.store(false, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Bytes of vnet header in front of every frame the workers move.
+    pub fn vnet_hdr_len(&self) -> usize {
+        self.shared.hdr
+    }
+
+    /// Whether a host path is installed.
+    pub fn has_host(&self) -> bool {
+        self.shared.host.load().is_some()
     }
 
     /// Frames the lower's packet sockets dropped so far (their receive buffers were full).
@@ -334,6 +396,9 @@ struct Worker {
     lower: Arc<dyn LowerIo>,
     shared: Arc<Shared>,
     epoll: Epoll,
+    /// The host path registered in this worker's epoll (worker 0 only).
+    host_reg: Option<Arc<HostLink>>,
+    host_batch: Option<RxBatch>,
     /// TAPs registered in this worker's epoll, kept alive until unregistered so their fd
     /// numbers cannot be reused under us. A TAP whose reads fail (deleted behind our back)
     /// stays here, out of the epoll set, until the view drops it.
@@ -366,6 +431,8 @@ impl Worker {
             shared,
             epoll,
             registered: HashMap::new(),
+            host_reg: None,
+            host_batch: None,
             defrag: Defragmenter::new(DefragLimits::default()),
             batch: RxBatch::new(RX_BATCH),
             rx: RxOutcome::default(),
@@ -402,6 +469,7 @@ impl Worker {
                 Ok(e) => {
                     self.epoll = e;
                     self.registered.clear();
+                    self.host_reg = None;
                     self.sync_uppers();
                     tracing::warn!(worker = self.index, "worker restarted with a new epoll set");
                     return;
@@ -416,6 +484,9 @@ impl Worker {
 
     /// Registers the TAPs this worker owns in the current view and drops the others.
     fn sync_uppers(&mut self) {
+        if self.index == 0 {
+            self.sync_host();
+        }
         let view = self.shared.view.load();
         let mut want: HashMap<DevId, Arc<dyn UpperIo>> = HashMap::new();
         for (i, u) in view.uppers.iter().enumerate() {
@@ -460,6 +531,76 @@ impl Worker {
         }
     }
 
+    /// Worker 0 reads the host path's socket while there is one.
+    fn sync_host(&mut self) {
+        let want = self.shared.host.load_full();
+        let same = match (&want, &self.host_reg) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some(old) = self.host_reg.take() {
+            let _ = self.epoll.delete(old.rx.readiness_fd());
+        }
+        if let Some(h) = want {
+            match self
+                .epoll
+                .add(h.rx.readiness_fd(), TOKEN_HOST, Interest::READABLE)
+            {
+                Ok(()) => self.host_reg = Some(h),
+                Err(e) => tracing::error!("host path not read: {e}"),
+            }
+        }
+    }
+
+    /// Hands what the lower's own host sent to the engine (`hostaccess`).
+    fn drain_host(&mut self) {
+        let Some(host) = self.host_reg.clone() else {
+            return;
+        };
+        let batch = self
+            .host_batch
+            .get_or_insert_with(|| RxBatch::new(RX_BATCH));
+        let shared = &*self.shared;
+        loop {
+            let n = match host.rx.recv_batch(batch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    tracing::warn!("host path receive failed: {e}");
+                    0
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            let view = shared.view.load_full();
+            let ring = shared.tap.ring(self.index);
+            let c = &shared.counters[self.index];
+            for i in 0..n {
+                let frame = batch.get(i);
+                if frame.truncated() {
+                    continue;
+                }
+                view.snap.from_host(frame.data, &mut self.rx);
+                let mut failed = 0u16;
+                for d in &self.rx.deliveries {
+                    failed += u16::from(!deliver(&view, c, d, frame.packet));
+                }
+                if let Some(r) = ring.as_deref().filter(|_| !self.rx.deliveries.is_empty()) {
+                    monitor::record_host(&shared.tap, r, frame.data, &self.rx, failed);
+                }
+            }
+            if n < batch.capacity() {
+                return;
+            }
+        }
+    }
+
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         let shared = self.shared.clone();
@@ -485,6 +626,7 @@ impl Worker {
                 let handled =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match token {
                         TOKEN_LOWER => self.drain_lower(),
+                        TOKEN_HOST => self.drain_host(),
                         TOKEN_WAKE => {
                             let _ = self.shared.wakes[self.index].drain();
                             self.sync_uppers();
@@ -614,6 +756,14 @@ impl Worker {
             for d in &self.tx.deliveries {
                 failed += u16::from(!deliver(&view, c, d, packet));
             }
+            // hostaccess: the host's copy (for ToHost its only one, counted as the transmit).
+            let host_ok = !self.tx.to_host
+                || self
+                    .shared
+                    .host
+                    .load()
+                    .as_ref()
+                    .is_some_and(|h| h.inject.write(packet).is_ok());
             if let Some(r) = ring.as_deref() {
                 monitor::record_tx(
                     &self.shared.tap,
@@ -623,7 +773,7 @@ impl Worker {
                     &packet[hdr..],
                     &self.tx,
                     failed,
-                    true,
+                    self.tx.reason != Some(umacvlan_core::engine::TxReason::ToHost) || host_ok,
                 );
             }
             if self.tx.lower_rx_dropped {
@@ -643,7 +793,8 @@ impl Worker {
                 // Keep the next frame 8-byte aligned.
                 used += (len + 7) & !7;
             } else if self.tx.tx_bytes > 0 {
-                c.tx(id, self.tx.tx_bytes, true);
+                let ok = self.tx.reason != Some(umacvlan_core::engine::TxReason::ToHost) || host_ok;
+                c.tx(id, self.tx.tx_bytes, ok);
             } else if self.tx.reason == Some(umacvlan_core::engine::TxReason::Malformed) {
                 c.malformed();
             }

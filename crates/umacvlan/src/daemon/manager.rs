@@ -10,6 +10,7 @@ use super::fastpath::{FastState, Upper};
 use super::lower_refs::LowerRefs;
 
 // trace and monitor requests (`impl Manager` in manager/observe.rs).
+mod hostaccess;
 mod observe;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
@@ -83,6 +84,8 @@ struct PortEntry {
     /// Promiscuity/allmulti references beyond the first (one per macvlan, as the kernel).
     refs: LowerRefs,
     devs: BTreeMap<DevId, DevEntry>,
+    /// The host path, while some macvlan has `hostaccess on` (see [`hostaccess`]).
+    host: Option<hostaccess::HostPath>,
 }
 
 /// A change of one macvlan's TAP, as the system reported it.
@@ -389,6 +392,14 @@ impl Manager {
             None => None,
         };
         let (lower_key, lower) = self.resolve_lower(lower_ns.as_ref(), &a.lower)?;
+        self.check_hostaccess(
+            &a.macvlan,
+            lower_ns.is_some()
+                || self
+                    .ports
+                    .get(&lower_key)
+                    .is_some_and(|p| p.netns.is_some()),
+        )?;
         let ns = match &a.netns {
             Some(r) => Self::resolve_netns(r)?,
             None => None,
@@ -433,6 +444,14 @@ impl Manager {
         if !self.ports.contains_key(&lower_key) {
             let pe = self.start_port(lower_key.1, port.clone(), lower_ns, a.lower_netns.clone())?;
             self.ports.insert(lower_key, pe);
+        }
+        if let Err(e) = self.ensure_host(lower_key, &port) {
+            // Nothing published yet: the TAP goes with `entry`, a port made for it with it.
+            if self.ports[&lower_key].devs.is_empty() {
+                let pe = self.ports.remove(&lower_key).expect("present");
+                pe.dp.stop();
+            }
+            return Err(e);
         }
         let pe = self.ports.get_mut(&lower_key).expect("present");
         pe.devs.insert(id, entry);
@@ -509,6 +528,7 @@ impl Manager {
             members: MembershipSet::new(),
             refs: LowerRefs::new(),
             devs: BTreeMap::new(),
+            host: None,
         })
     }
 
@@ -606,6 +626,7 @@ impl Manager {
                 pe.dp.publish(View { snap, uppers });
             }
         }
+        self.sync_host(lower);
     }
 
     fn link_set(&mut self, s: &LinkSet) -> OpResult {
@@ -618,6 +639,10 @@ impl Manager {
             if self.name_exists_elsewhere(ns.as_ref(), &s.name, (lower, id))? {
                 return Err(errno(Errno::EEXIST));
             }
+        }
+        let pe = self.ports.get(&lower).expect("found");
+        if let Some(m) = &s.macvlan {
+            self.check_hostaccess(m, pe.netns.is_some())?;
         }
         let pe = self.ports.get(&lower).expect("found");
         let mut port = pe.port.clone();
@@ -639,6 +664,7 @@ impl Manager {
         if let Some(up) = s.up {
             port.set_up(id, up)?;
         }
+        self.ensure_host(lower, &port)?;
         // The kernel transmits on a device from the moment it is up (a gratuitous ARP with
         // arp_notify, IPv6 DAD): the data plane must see the macvlan up before its TAP is, or
         // those first frames are dropped as sent by a down device.
@@ -1426,6 +1452,7 @@ impl Manager {
                                 != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
                                 .then_some(pe.port.bc_cutoff()),
                             macaddr_count: None,
+                            hostaccess: d.hostaccess.then_some(true),
                         },
                         cni: e.cni.clone(),
                     },
@@ -1634,6 +1661,7 @@ fn link_info(
         macaddr_count: d.macaddr_count(),
         macaddr_data: d.sources(),
         datapath: (e.tap.datapath() != "tap").then(|| e.tap.datapath().to_string()),
+        hostaccess: d.hostaccess,
         stats: Stats64 {
             rx_packets: c.rx_packets,
             rx_bytes: c.rx_bytes,

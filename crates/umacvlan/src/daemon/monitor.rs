@@ -215,6 +215,27 @@ pub fn record_rx(
     push(tap, ring, ev, &out.deliveries, frame);
 }
 
+/// Records what the engine did with a frame the lower's own host sent (`hostaccess`).
+pub fn record_host(
+    tap: &PortTap,
+    ring: &Ring,
+    frame: &[u8],
+    out: &umacvlan_core::engine::RxOutcome,
+    failed: u16,
+) {
+    let mut ev = FrameEvent::received(
+        tap.port.load(Ordering::Relaxed),
+        now_ns(),
+        frame,
+        out,
+        failed,
+        false,
+        |_| None,
+    );
+    ev.entry = Entry::Host as u8;
+    push(tap, ring, ev, &out.deliveries, frame);
+}
+
 /// Records a transmit decision.
 #[allow(clippy::too_many_arguments)]
 pub fn record_tx(
@@ -543,6 +564,14 @@ fn describe(rec: &Record, names: &PortNames) -> MonitorEvent {
                 tx_rule(r, ev.mode(), &single, ev.copies as u32),
             )
         }
+        Some(Entry::Host) => {
+            let r = ev.rx_reason().unwrap_or(RxReason::Malformed);
+            (
+                "host",
+                r.name(),
+                rx_rule(r, None, &single, ev.copies as u32),
+            )
+        }
         Some(Entry::BcQueue) => (
             "bcqueue",
             RxReason::Flooded.name(),
@@ -593,6 +622,7 @@ fn describe(rec: &Record, names: &PortNames) -> MonitorEvent {
         drop: ev.is_drop(),
         lower_stack: ev.flags & flag::LOWER_STACK != 0,
         to_wire: ev.flags & flag::TO_WIRE != 0,
+        to_host: ev.flags & flag::TO_HOST != 0,
         data: (ev.flags & flag::HAS_DATA != 0).then(|| hex(&rec.data[..rec.cap as usize])),
     }
 }

@@ -73,6 +73,8 @@ impl RxReason {
             8 => Flooded,
             9 => Filtered,
             10 => Malformed,
+            11 => HostEcho,
+            12 => FromHost,
             _ => return None,
         })
     }
@@ -82,7 +84,7 @@ impl RxReason {
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            RxReason::TargetDown | RxReason::Filtered | RxReason::Malformed
+            RxReason::TargetDown | RxReason::Filtered | RxReason::Malformed | RxReason::HostEcho
         )
     }
 
@@ -99,6 +101,8 @@ impl RxReason {
             RxReason::Flooded => "flooded",
             RxReason::Filtered => "filtered",
             RxReason::Malformed => "malformed",
+            RxReason::HostEcho => "host_echo",
+            RxReason::FromHost => "from_host",
         }
     }
 }
@@ -119,6 +123,7 @@ impl TxReason {
             4 => LocalRefused,
             5 => SenderDown,
             6 => Malformed,
+            7 => ToHost,
             _ => return None,
         })
     }
@@ -140,6 +145,7 @@ impl TxReason {
             TxReason::LocalRefused => "local_refused",
             TxReason::SenderDown => "sender_down",
             TxReason::Malformed => "malformed",
+            TxReason::ToHost => "to_host",
         }
     }
 }
@@ -169,6 +175,15 @@ pub fn rx_rule(reason: RxReason, mode: Option<Mode>, to: &str, copies: u32) -> S
         RxReason::Flooded => format!("multicast: flooded to {copies} macvlans"),
         RxReason::Filtered => "multicast filter: group not joined".into(),
         RxReason::Malformed => "malformed: dropped".into(),
+        RxReason::HostEcho => {
+            format!(
+                "hostaccess: the host's own frame came back; {to} had it from the host: dropped"
+            )
+        }
+        RxReason::FromHost if copies == 1 && !to.is_empty() => {
+            format!("hostaccess: from the host to {to}")
+        }
+        RxReason::FromHost => format!("hostaccess: from the host to {copies} macvlans"),
     }
 }
 
@@ -184,6 +199,7 @@ pub fn tx_rule(reason: TxReason, mode: Option<Mode>, to: &str, copies: u32) -> S
         TxReason::LocalRefused => "bridge: to a sibling, refused by the lower: dropped".into(),
         TxReason::SenderDown => "macvlan down: dropped".into(),
         TxReason::Malformed => "malformed: dropped".into(),
+        TxReason::ToHost => "hostaccess: to the host".into(),
     }
 }
 
@@ -327,6 +343,14 @@ impl PortSnapshot {
                 t.step(
                     depth + 1,
                     format!("{label}: multicast filter: group not joined: skipped"),
+                );
+            } else if d.hostaccess && f.src() == self.lower_mac && src.is_none() {
+                t.step(
+                    depth + 1,
+                    format!(
+                        "{label}: hostaccess: sent by the host, which gave it a copy already: \
+                         skipped"
+                    ),
                 );
             } else if let Some(x) = ds.iter().find(|x| x.dev == d.id) {
                 self.copy_lines(t, depth + 1, std::slice::from_ref(x), name);
@@ -514,6 +538,13 @@ impl PortSnapshot {
                         }
                     }
                     RxReason::TargetDown => t.step(1, format!("{to} is down: dropped")),
+                    RxReason::HostEcho => t.step(
+                        1,
+                        format!(
+                            "{to} has hostaccess on and src is the lower's own MAC: it had \
+                             this frame from the host already: dropped"
+                        ),
+                    ),
                     RxReason::SourceModeTarget => {
                         t.step(1, format!("{to} is in source mode: not delivered by dst"))
                     }
@@ -547,6 +578,12 @@ impl PortSnapshot {
         let mode = sender.map(|d| d.mode);
         t.step(0, format!("sender {}", self.dev_label(from, name)));
         let mut to = String::new();
+        if sender.is_some_and(|d| d.hostaccess) && reason != TxReason::SenderDown {
+            t.step(
+                0,
+                "hostaccess on: frames for the lower's MAC or a group reach the host",
+            );
+        }
         match reason {
             TxReason::SenderDown => t.step(1, "macvlan down: dropped, nothing counted"),
             TxReason::Malformed => t.step(1, "shorter than an Ethernet header: dropped"),
@@ -597,6 +634,15 @@ impl PortSnapshot {
                         );
                     }
                 }
+                TxReason::ToHost => {
+                    t.step(
+                        0,
+                        format!(
+                            "dst {dst} is the lower's own MAC: into the lower's receive path, not \
+                             to the wire"
+                        ),
+                    );
+                }
                 TxReason::Wire => {
                     if mode == Some(Mode::Bridge) {
                         match self.lookup(dst) {
@@ -630,9 +676,65 @@ impl PortSnapshot {
                 ),
             );
         }
+        if out.to_host && reason != TxReason::ToHost {
+            t.step(0, "-> a copy to the host (into the lower's receive path)");
+        }
         t.copies = out.deliveries.iter().filter(|d| !d.refused).count() as u32;
         t.verdict = tx_rule(reason, mode, &to, t.copies);
+        if out.to_host && reason != TxReason::ToHost {
+            t.verdict.push_str("; hostaccess: and to the host");
+        }
         t.drop = reason.is_drop();
+        t
+    }
+
+    /// Explains what [`PortSnapshot::from_host`] does with `frame` the lower's own host sent.
+    pub fn explain_from_host(&self, frame: &[u8], name: &dyn Fn(DevId) -> String) -> Trace {
+        let mut out = RxOutcome::default();
+        self.from_host(frame, &mut out);
+        let mut t = Trace::default();
+        let reason = out.reason.unwrap_or(RxReason::Malformed);
+        t.rx_reason = Some(reason.code());
+        let mut to = String::new();
+        if let Ok(f) = EthernetFrame::new_checked(frame) {
+            if f.src() != self.lower_mac {
+                t.step(
+                    0,
+                    format!("src {} is not the lower's MAC {}", f.src(), self.lower_mac),
+                );
+            } else if !self.host_any {
+                t.step(0, "no macvlan of this port has hostaccess on");
+            } else {
+                t.step(0, "sent by the lower's own host, on its way to the wire");
+                for id in &self.flood {
+                    let Some(d) = self.device(*id) else { continue };
+                    if !d.hostaccess {
+                        continue;
+                    }
+                    let label = self.dev_label(d.id, name);
+                    match out.deliveries.iter().find(|x| x.dev == d.id) {
+                        Some(x) => self.copy_lines(&mut t, 1, std::slice::from_ref(x), name),
+                        None if f.dst().is_multicast() => t.step(
+                            1,
+                            format!("{label}: multicast filter: group not joined: skipped"),
+                        ),
+                        None => {}
+                    }
+                }
+                if let [d] = out.deliveries.as_slice() {
+                    to = name(d.dev);
+                }
+            }
+        } else {
+            t.step(0, "shorter than an Ethernet header: ignored");
+        }
+        t.copies = out.deliveries.len() as u32;
+        t.verdict = if reason == RxReason::NotOurs {
+            "hostaccess: not for a hostaccess macvlan (on to the wire only)".into()
+        } else {
+            rx_rule(reason, None, &to, t.copies)
+        };
+        t.drop = false;
         t
     }
 }

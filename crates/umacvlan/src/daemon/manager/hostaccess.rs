@@ -1,0 +1,138 @@
+//! `hostaccess on|off`: the manager keeps one host path per port while some macvlan of the
+//! port has it on (the hidden injector and the host's transmit socket of
+//! [`umacvlan_io::hostaccess`]), and refuses the option where it cannot be carried out. The
+//! rule — which frames go to and come from the host — is the engine's
+//! ([`umacvlan_core::engine::PortSnapshot::from_host`] and `transmit`).
+
+use super::{LowerKey, Manager, OpError, OpResult};
+use crate::daemon::dataplane::HostLink;
+use std::sync::Arc;
+use umacvlan_core::engine::{MacvlanAttrs, Port};
+use umacvlan_core::wire::MacAddr;
+use umacvlan_io::device::{LowerIo, UpperIo};
+use umacvlan_io::hostaccess::{open_host_tx, HostInjector};
+
+/// A port's host path as the manager holds it.
+pub(super) struct HostPath {
+    injector: Arc<HostInjector>,
+    /// The lower's MAC it was made for (its hidden device's and its socket filter's).
+    mac: MacAddr,
+}
+
+fn unsupported(message: &str) -> OpError {
+    OpError {
+        errno: libc::EOPNOTSUPP,
+        message: Some(message.into()),
+    }
+}
+
+fn wants_host(port: &Port) -> bool {
+    port.devices().iter().any(|d| d.hostaccess)
+}
+
+impl Manager {
+    /// Refuses `hostaccess on` where this daemon cannot carry it out: on the bpf data path,
+    /// and for a lower living in another namespace (the hidden device must be in the lower's
+    /// namespace, and the daemon's sockets there are the broker's).
+    pub(super) fn check_hostaccess(&self, attrs: &MacvlanAttrs, lower_elsewhere: bool) -> OpResult {
+        if attrs.hostaccess != Some(true) {
+            return Ok(());
+        }
+        if self.fast.is_some() {
+            return Err(unsupported(
+                "hostaccess is not supported on the bpf datapath",
+            ));
+        }
+        if lower_elsewhere {
+            return Err(unsupported(
+                "hostaccess needs the lower in the daemon's namespace",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the port has its host path before `port` (its next state) is published:
+    /// created when `port` has a `hostaccess` macvlan and the port has none yet. Fails, with
+    /// nothing created, when it cannot be made.
+    pub(super) fn ensure_host(&mut self, lower: LowerKey, port: &Port) -> OpResult {
+        if !wants_host(port) {
+            return Ok(());
+        }
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return Ok(());
+        };
+        if pe.host.is_some() {
+            return Ok(());
+        }
+        if self.fast.is_some() || pe.netns.is_some() {
+            return Err(unsupported(
+                "hostaccess is not supported on the bpf datapath or for a lower in another \
+                 namespace",
+            ));
+        }
+        let mac = port.lower().mac;
+        let (link, path) = make_host(lower.1, mac, &pe.dp)?;
+        pe.dp.set_host(Some(link))?;
+        tracing::info!(
+            lower = %port.lower().name,
+            hidden = path.injector.name(),
+            "host access on"
+        );
+        pe.host = Some(path);
+        Ok(())
+    }
+
+    /// After a publish: the host path goes when no macvlan of the port has `hostaccess` on
+    /// any more, and is made again when the lower's MAC changed (its hidden device and its
+    /// socket filter carry it) or it is wanted but missing (a failure is logged).
+    pub(super) fn sync_host(&mut self, lower: LowerKey) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return;
+        };
+        let want = wants_host(&pe.port) && pe.netns.is_none() && self.fast.is_none();
+        let mac = pe.port.lower().mac;
+        let stale = pe.host.as_ref().is_some_and(|h| h.mac != mac);
+        if pe.host.is_some() && (!want || stale) {
+            if let Err(e) = pe.dp.set_host(None) {
+                tracing::warn!("host path removal: {e}");
+            }
+            let old = pe.host.take().expect("present");
+            tracing::info!(hidden = old.injector.name(), "host access off");
+        }
+        if want && pe.host.is_none() {
+            let made = make_host(lower.1, mac, &pe.dp).and_then(|(link, path)| {
+                pe.dp
+                    .set_host(Some(link))
+                    .map(|()| path)
+                    .map_err(Into::into)
+            });
+            match made {
+                Ok(path) => pe.host = Some(path),
+                Err(e) => tracing::error!(
+                    lower = %pe.port.lower().name,
+                    "host access could not be set up: errno {}",
+                    e.errno
+                ),
+            }
+        }
+    }
+}
+
+/// The hidden injector and the host's transmit socket for the lower `ifindex` (of the
+/// daemon's namespace) whose MAC is `mac`.
+fn make_host(
+    ifindex: u32,
+    mac: MacAddr,
+    dp: &crate::daemon::dataplane::Dataplane,
+) -> OpResult<(HostLink, HostPath)> {
+    let vnet = dp.vnet_hdr_len() > 0;
+    // A name the user never picks: "uvh", the daemon's pid and the lower's ifindex (hex).
+    let name = format!("uvh{:x}.{:x}", std::process::id(), ifindex);
+    let injector = Arc::new(HostInjector::create(&name, ifindex, mac, vnet)?);
+    let rx = open_host_tx(ifindex, mac, vnet)?;
+    let link = HostLink {
+        rx: Arc::new(rx) as Arc<dyn LowerIo>,
+        inject: injector.clone() as Arc<dyn UpperIo>,
+    };
+    Ok((link, HostPath { injector, mac }))
+}

@@ -1,0 +1,516 @@
+//! `hostaccess on|off` beside the kernel macvlan. "The host" is the lower's own namespace
+//! using the lower itself (10.50.0.10/24 on eth0); each macvlan lives in its own namespace.
+//!
+//! - The kernel: the host cannot ping its macvlan, nor the macvlan the host (frames leave on
+//!   the wire; a macvlan sees only the lower's receive path).
+//! - umacvlan with `hostaccess off` (the default): exactly the same.
+//! - `hostaccess on`: ping both ways, ARP resolved both ways, a TCP exchange, a broadcast
+//!   from the host; with a hairpin switch on the far side no duplicate (`ping` prints `DUP!`);
+//!   `hostaccess off` takes effect at once; the hidden device has no address and goes with
+//!   the daemon (SIGKILL).
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use umacvlan::lab::Lab;
+use umacvlan_io::netns::NetnsHandle;
+
+const HOST_IP: &str = "10.50.0.10";
+
+/// host (lower eth0 with 10.50.0.10/24) ↔ ext (10.50.0.1, plain or behind a hairpin bridge);
+/// with `daemon`, a umacvlan daemon in the host namespace.
+fn topology(tag: &str, hairpin: bool, daemon: bool) -> (Lab, String, String) {
+    let mut lab = Lab::new(tag, std::path::Path::new(BIN));
+    let host = lab.ns("host").unwrap();
+    let ext = lab.ns("ext").unwrap();
+    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
+    if hairpin {
+        lab.hairpin_switch(&ext, "eth0", "10.50.0.1/24").unwrap();
+    } else {
+        lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
+    }
+    lab.addr(&host, "eth0", &format!("{HOST_IP}/24")).unwrap();
+    if daemon {
+        // The TAP path (UMACVLAN_DATAPATH=bpf would pick the one that refuses the option).
+        lab.start_daemon(&host, &["--datapath", "tap", "--log", "debug"])
+            .unwrap();
+    }
+    (lab, host, ext)
+}
+
+/// A kernel macvlan `name` on the host's eth0, moved to its own namespace, 10.50.0.`last`.
+fn kernel_macvlan(lab: &mut Lab, host: &str, name: &str, mode: &str, last: u8) -> String {
+    let ns = lab.ns(name).unwrap();
+    lab.exec_ok(
+        host,
+        &[
+            "ip", "link", "add", "link", "eth0", "name", name, "netns", &ns, "type", "macvlan",
+            "mode", mode,
+        ],
+    )
+    .unwrap();
+    lab.addr(&ns, name, &format!("10.50.0.{last}/24")).unwrap();
+    ns
+}
+
+/// `count` pings; the output (with `DUP!` lines) and whether every echo was answered.
+fn ping(lab: &Lab, ns: &str, dst: &str, count: u32) -> (bool, String) {
+    let r = lab.exec(
+        ns,
+        &[
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-W",
+            "1",
+            "-i",
+            "0.2",
+            dst,
+        ],
+    );
+    (r.ok(), format!("{}{}", r.stdout, r.stderr))
+}
+
+/// The MAC `ip neigh` has for `ip` on `dev` in `ns`, if resolved.
+fn neigh(lab: &Lab, ns: &str, dev: &str, ip: &str) -> Option<String> {
+    let out = lab
+        .exec(ns, &["ip", "neigh", "show", ip, "dev", dev])
+        .stdout;
+    let mut w = out.split_whitespace();
+    while let Some(x) = w.next() {
+        if x == "lladdr" {
+            return w.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+fn mac_of(lab: &Lab, ns: &str, dev: &str) -> String {
+    lab.exec_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A TCP exchange: a listener in `server_ns` on `server_ip`, a client in `client_ns`; the
+/// server echoes 100 KiB back (several segments both ways, checksums offloaded).
+fn tcp_exchange(server_ns: &str, server_ip: &str, client_ns: &str) -> Result<(), String> {
+    let listener = NetnsHandle::from_name(server_ns)
+        .unwrap()
+        .run_in(|| TcpListener::bind((server_ip, 0)))
+        .unwrap()
+        .map_err(|e| e.to_string())?;
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; 100 * 1024];
+        s.read_exact(&mut buf)?;
+        s.write_all(&buf)?;
+        Ok(())
+    });
+    let addr = format!("{server_ip}:{port}");
+    let mut c = NetnsHandle::from_name(client_ns)
+        .unwrap()
+        .run_in(|| TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)))
+        .unwrap()
+        .map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    c.write_all(&data).map_err(|e| format!("send: {e}"))?;
+    let mut back = vec![0u8; data.len()];
+    c.read_exact(&mut back)
+        .map_err(|e| format!("receive: {e}"))?;
+    server.join().unwrap().map_err(|e| format!("server: {e}"))?;
+    if back != data {
+        return Err("echoed bytes differ".into());
+    }
+    Ok(())
+}
+
+/// A UDP broadcast from the host's stack (to 10.50.0.255) reaches a socket in `ns`.
+fn broadcast_reaches(host: &str, ns: &str) -> bool {
+    let rx = NetnsHandle::from_name(ns)
+        .unwrap()
+        .run_in(|| UdpSocket::bind(("0.0.0.0", 5999)))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let tx = NetnsHandle::from_name(host)
+        .unwrap()
+        .run_in(|| UdpSocket::bind((HOST_IP, 0)))
+        .unwrap()
+        .unwrap();
+    tx.set_broadcast(true).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..10 {
+        tx.send_to(b"hostaccess-bcast", ("10.50.0.255", 5999))
+            .unwrap();
+        if let Ok((n, _)) = rx.recv_from(&mut buf) {
+            if &buf[..n] == b"hostaccess-bcast" {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The daemon's hidden devices (`uvh…`) in `ns`.
+fn hidden_devices(lab: &Lab, ns: &str) -> Vec<String> {
+    lab.exec(ns, &["ip", "-o", "link", "show"])
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("uvh"))
+        .collect()
+}
+
+#[test]
+fn kernel_isolates_the_host_and_so_does_hostaccess_off() {
+    need_root!();
+    // The oracle.
+    let (mut k, khost, _kext) = topology("ha-kern", false, false);
+    let kmv = kernel_macvlan(&mut k, &khost, "kmv", "bridge", 21);
+    assert!(
+        !ping(&k, &khost, "10.50.0.21", 2).0,
+        "kernel: host reached its macvlan"
+    );
+    assert!(
+        !ping(&k, &kmv, HOST_IP, 2).0,
+        "kernel: macvlan reached its host"
+    );
+
+    // umacvlan, default (off): the same.
+    let (mut u, uhost, _uext) = topology("ha-off", false, true);
+    let umv = macvlan(&mut u, "umv", &["mode", "bridge"], 21);
+    assert!(
+        !ping(&u, &uhost, "10.50.0.21", 2).0,
+        "hostaccess off: host reached the macvlan"
+    );
+    assert!(
+        !ping(&u, &umv, HOST_IP, 2).0,
+        "hostaccess off: macvlan reached the host"
+    );
+    assert!(
+        hidden_devices(&u, &uhost).is_empty(),
+        "a hidden device without hostaccess"
+    );
+    let d = u.cli_ok(&["-d", "link", "show", "umv"]).unwrap();
+    assert!(!d.contains("hostaccess"), "off is not shown: {d}");
+    // Both still reach the outside world.
+    assert!(ping(&k, &kmv, "10.50.0.1", 2).0);
+    assert!(ping(&u, &umv, "10.50.0.1", 2).0);
+}
+
+#[test]
+fn hostaccess_on_reaches_both_ways_and_off_stops_at_once() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-on", false, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "vepa", "hostaccess", "on"], 22);
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(d.contains("hostaccess on"), "{d}");
+    let j = show_json(&lab);
+    assert_eq!(
+        link(&j, "mv")["linkinfo"]["info_data"]["hostaccess"],
+        true,
+        "{j}"
+    );
+
+    // The hidden device: one, no address, no IPv6 link-local.
+    let hidden = hidden_devices(&lab, &host);
+    assert_eq!(hidden.len(), 1, "{hidden:?}");
+    let addrs = lab
+        .exec_ok(&host, &["ip", "-o", "addr", "show", "dev", &hidden[0]])
+        .unwrap();
+    assert!(
+        addrs.trim().is_empty(),
+        "the hidden device has addresses: {addrs}"
+    );
+
+    let (ok, out) = ping(&lab, &host, "10.50.0.22", 3);
+    assert!(ok, "host → macvlan: {out}\n{}", lab.daemon_log());
+    let (ok, out) = ping(&lab, &mv, HOST_IP, 3);
+    assert!(ok, "macvlan → host: {out}\n{}", lab.daemon_log());
+    // ARP resolved both ways, to the right addresses.
+    assert_eq!(
+        neigh(&lab, &host, "eth0", "10.50.0.22"),
+        Some(mac_of(&lab, &mv, "mv"))
+    );
+    assert_eq!(
+        neigh(&lab, &mv, "mv", HOST_IP),
+        Some(mac_of(&lab, &host, "eth0"))
+    );
+    tcp_exchange(&mv, "10.50.0.22", &host).expect("TCP host → macvlan");
+    tcp_exchange(&host, HOST_IP, &mv).expect("TCP macvlan → host");
+    assert!(
+        broadcast_reaches(&host, &mv),
+        "host broadcast did not reach the macvlan"
+    );
+
+    // The counters saw it: the macvlan sent to the host and received from it.
+    let j = show_json(&lab);
+    let s = &link(&j, "mv")["stats64"];
+    assert!(s["tx"]["packets"].as_u64().unwrap() > 0 && s["rx"]["packets"].as_u64().unwrap() > 0);
+
+    // Off: at once (no waiting), both ways; the hidden device goes.
+    lab.cli_ok(&["link", "set", "mv", "type", "macvlan", "hostaccess", "off"])
+        .unwrap();
+    assert!(
+        !ping(&lab, &host, "10.50.0.22", 2).0,
+        "off: host still reaches the macvlan"
+    );
+    assert!(
+        !ping(&lab, &mv, HOST_IP, 2).0,
+        "off: the macvlan still reaches the host"
+    );
+    assert!(hidden_devices(&lab, &host).is_empty());
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(!d.contains("hostaccess"), "{d}");
+    // And on again.
+    lab.cli_ok(&["link", "set", "mv", "type", "macvlan", "hostaccess", "on"])
+        .unwrap();
+    assert!(ping(&lab, &host, "10.50.0.22", 2).0, "on again");
+}
+
+#[test]
+fn hostaccess_with_a_hairpin_switch_delivers_once() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-hairpin", true, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "vepa", "hostaccess", "on"], 23);
+    // A sibling without host access still gets what the hairpin reflects, as with the kernel.
+    let sib = macvlan(&mut lab, "sib", &["mode", "vepa"], 24);
+    let (ok, out) = ping(&lab, &host, "10.50.0.23", 5);
+    assert!(ok, "host → macvlan: {out}");
+    assert!(!out.contains("DUP!"), "duplicates host → macvlan: {out}");
+    let (ok, out) = ping(&lab, &mv, HOST_IP, 5);
+    assert!(ok, "macvlan → host: {out}");
+    assert!(!out.contains("DUP!"), "duplicates macvlan → host: {out}");
+    // The kernel's behaviour for the sibling is untouched: through the hairpin the host
+    // reaches a vepa macvlan (the reflected frame comes in from the wire).
+    let (ok, out) = ping(&lab, &host, "10.50.0.24", 3);
+    assert!(
+        ok && !out.contains("DUP!"),
+        "host → vepa sibling via the hairpin: {out}"
+    );
+    let (ok, out) = ping(&lab, &sib, "10.50.0.23", 3);
+    assert!(
+        ok && !out.contains("DUP!"),
+        "sibling → hostaccess macvlan: {out}"
+    );
+}
+
+#[test]
+fn hostaccess_refusals_change_nothing() {
+    need_root!();
+    let (mut lab, _host, _ext) = topology("ha-refuse", false, true);
+    let ns = lab.ns("p").unwrap();
+    for mode in ["passthru", "source"] {
+        let r = lab.cli(&[
+            "link",
+            "add",
+            "link",
+            "eth0",
+            "name",
+            "bad",
+            "netns",
+            &ns,
+            "type",
+            "macvlan",
+            "mode",
+            mode,
+            "hostaccess",
+            "on",
+        ]);
+        assert_eq!(r.code, 2, "{mode}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("Error: hostaccess is not supported in passthru or source mode."),
+            "{mode}: {}",
+            r.stderr
+        );
+    }
+    assert!(lab.cli(&["link", "show", "bad"]).code != 0);
+    let r = lab.cli(&[
+        "link",
+        "add",
+        "link",
+        "eth0",
+        "name",
+        "bad",
+        "type",
+        "macvlan",
+        "hostaccess",
+        "maybe",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("\"hostaccess\" must be \"on\" or \"off\""),
+        "{}",
+        r.stderr
+    );
+    // A source-mode switch of a hostaccess macvlan is refused, the macvlan unchanged.
+    let _mv = macvlan(&mut lab, "mv", &["mode", "bridge", "hostaccess", "on"], 25);
+    let r = lab.cli(&["link", "set", "mv", "type", "macvlan", "mode", "source"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(
+        d.contains("mode bridge") && d.contains("hostaccess on"),
+        "{d}"
+    );
+}
+
+#[test]
+fn the_hidden_device_goes_with_the_daemon_and_comes_back_from_the_state_file() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-kill", false, false);
+    let state = std::env::temp_dir().join(format!("{}.state.json", lab.prefix()));
+    let state_s = state.to_string_lossy().into_owned();
+    lab.start_daemon(&host, &["--datapath", "tap", "--state", &state_s])
+        .unwrap();
+    let mv = macvlan(&mut lab, "mv", &["hostaccess", "on"], 26);
+    assert_eq!(hidden_devices(&lab, &host).len(), 1);
+    lab.stop_daemon("KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !hidden_devices(&lab, &host).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        hidden_devices(&lab, &host).is_empty(),
+        "left behind after SIGKILL"
+    );
+    // No filter or qdisc of ours stays on the lower.
+    let q = lab
+        .exec_ok(&host, &["tc", "qdisc", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(!q.contains("ingress"), "{q}");
+    // Restarted with its state file: the option is restored, with its host path.
+    lab.start_daemon(&host, &["--datapath", "tap", "--state", &state_s])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.cli(&["link", "show", "mv"]).code != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(d.contains("hostaccess on"), "{d}");
+    assert_eq!(hidden_devices(&lab, &host).len(), 1);
+    // The restored TAP is new: its address is given again, as a container runtime would.
+    lab.addr(&mv, "mv", "10.50.0.26/24").unwrap();
+    let (ok, out) = ping(&lab, &host, "10.50.0.26", 2);
+    assert!(ok, "after restore: {out}");
+    let _ = std::fs::remove_file(&state);
+}
+
+/// What the host path injects into the lower's receive path is seen by packet taps on the
+/// lower; the daemon must not take it for a frame from the wire. A private macvlan's
+/// broadcast taken that way would come back to it ("own multicast reflected").
+#[test]
+fn injected_frames_are_not_taken_for_frames_from_the_wire() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-echo", false, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "private", "hostaccess", "on"], 27);
+    let mac = mac_of(&lab, &mv, "mv");
+    let mac_bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let ifindex: u32 = lab
+        .exec_ok(&mv, &["cat", "/sys/class/net/mv/ifindex"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ns = NetnsHandle::from_name(&mv).unwrap();
+    // Receive path only (outgoing ignored): what the daemon delivers to mv.
+    let cap = umacvlan_io::afpacket::LowerSocket::open_in(
+        Some(&ns),
+        ifindex,
+        &umacvlan_io::afpacket::LowerOptions::default(),
+    )
+    .unwrap();
+    // The host hears mv's broadcasts (hostaccess), so they were injected.
+    assert!(
+        broadcast_reaches_host(&host, &mv),
+        "mv's broadcast did not reach the host"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = umacvlan_io::afpacket::RxBatch::new(64);
+    let mut own = 0;
+    while let Ok(n) = cap.recv_batch(&mut b) {
+        if n == 0 {
+            break;
+        }
+        own += (0..n)
+            .filter(|i| b.get(*i).data.get(6..12) == Some(&mac_bytes[..]))
+            .count();
+    }
+    assert_eq!(own, 0, "mv received its own frames back");
+}
+
+/// A UDP broadcast from `ns` (10.50.0.255) reaches a socket of the host.
+fn broadcast_reaches_host(host: &str, ns: &str) -> bool {
+    let rx = NetnsHandle::from_name(host)
+        .unwrap()
+        .run_in(|| UdpSocket::bind(("0.0.0.0", 5998)))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let tx = NetnsHandle::from_name(ns)
+        .unwrap()
+        .run_in(|| UdpSocket::bind(("0.0.0.0", 0)))
+        .unwrap()
+        .unwrap();
+    tx.set_broadcast(true).unwrap();
+    let mut buf = [0u8; 64];
+    let mut seen = false;
+    for _ in 0..10 {
+        tx.send_to(b"from-mv-bcast", ("10.50.0.255", 5998)).unwrap();
+        if let Ok((n, _)) = rx.recv_from(&mut buf) {
+            seen |= &buf[..n] == b"from-mv-bcast";
+        }
+    }
+    seen
+}
+
+/// The bpf data path cannot carry the option yet: it refuses it, creating nothing.
+#[test]
+fn the_bpf_datapath_refuses_hostaccess() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-bpf", false, false);
+    lab.start_daemon(&host, &["--datapath", "bpf"]).unwrap();
+    let ns = lab.ns("mv").unwrap();
+    let r = lab.cli(&[
+        "link",
+        "add",
+        "link",
+        "eth0",
+        "name",
+        "mv",
+        "netns",
+        &ns,
+        "type",
+        "macvlan",
+        "hostaccess",
+        "on",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "Error: hostaccess is not supported on the bpf datapath."
+    );
+    assert!(lab.cli(&["link", "show", "mv"]).code != 0);
+    assert!(hidden_devices(&lab, &host).is_empty());
+    // Without it, the same macvlan is made.
+    lab.cli_ok(&[
+        "link", "add", "link", "eth0", "name", "mv", "netns", &ns, "type", "macvlan",
+    ])
+    .unwrap();
+    let r = lab.cli(&["link", "set", "mv", "type", "macvlan", "hostaccess", "on"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(!d.contains("hostaccess"), "{d}");
+}
