@@ -59,7 +59,7 @@ fn check(interrupted: &AtomicBool) -> Result<(), String> {
 }
 
 fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
-    const STEPS: u32 = 6;
+    const STEPS: u32 = 7;
     println!("umacvlan demo: macvlan in userspace, in a throw-away lab\n");
 
     step(1, STEPS, "Building the lab in fresh network namespaces");
@@ -173,8 +173,11 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
     monitor_excerpt(lab, &members)?;
     check(interrupted)?;
 
+    host_access(lab, STEPS)?;
+    check(interrupted)?;
+
     step(
-        5,
+        6,
         STEPS,
         "A short traffic burst: 300 pings, 2 ms apart, external host → bridge macvlan",
     );
@@ -204,13 +207,83 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
     }
     check(interrupted)?;
 
-    step(6, STEPS, "The macvlans, as `umacvlan -d -s link show` prints them (counters are the macvlans', kept by umacvlan)");
+    step(7, STEPS, "The macvlans, as `umacvlan -d -s link show` prints them (counters are the macvlans', kept by umacvlan)");
     let show = lab.cli_ok(&["-d", "-s", "link", "show"])?;
     for l in show.lines() {
         println!("      {l}");
     }
     if !as_expected {
         return Err("reachability differs from the kernel's".into());
+    }
+    Ok(())
+}
+
+/// The host and its macvlans: on a second lower whose far side does not reflect frames, the
+/// host (its own address on the lower) cannot reach a kernel macvlan, nor a umacvlan one with
+/// `hostaccess off`; with `hostaccess on` it can, both ways.
+fn host_access(lab: &mut Lab, steps: u32) -> Result<(), String> {
+    step(
+        5,
+        steps,
+        "Host access: the host's own address on the lower, and its macvlans",
+    );
+    let host = lab.ns_name("host");
+    let wire = lab.ns("wire2")?;
+    lab.veth(&host, "eth1", &wire, "eth1")?;
+    lab.addr(&host, "eth1", "10.77.1.1/24")?;
+    println!("      {host}: eth1 (10.77.1.1/24), a second lower whose far side is a plain link (no hairpin)");
+    let knet = lab.ns("kernel")?;
+    lab.exec_ok(
+        &host,
+        &[
+            "ip", "link", "add", "link", "eth1", "name", "kmv", "netns", &knet, "type", "macvlan",
+            "mode", "bridge",
+        ],
+    )?;
+    lab.addr(&knet, "kmv", "10.77.1.2/24")?;
+    let mnet = lab.ns("hostaccess")?;
+    lab.cli_ok(&[
+        "link", "add", "link", "eth1", "name", "mv-host", "netns", &mnet, "type", "macvlan",
+        "mode", "bridge",
+    ])?;
+    lab.addr(&mnet, "mv-host", "10.77.1.3/24")?;
+    let ping = |from: &str, to: &str| -> (bool, String) {
+        let r = lab.exec(from, &["ping", "-c", "1", "-W", "1", to]);
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("bytes from"))
+            .unwrap_or("no reply")
+            .to_string();
+        (r.ok(), line)
+    };
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    let (k, _) = ping(&host, "10.77.1.2");
+    println!("      host → kernel macvlan kmv (10.77.1.2):                   {}  (frames for it leave on the wire)", yn(k));
+    let (off, _) = ping(&host, "10.77.1.3");
+    println!("      host → umacvlan mv-host (10.77.1.3), hostaccess off:     {}  (the kernel's isolation, the default)", yn(off));
+    lab.cli_ok(&[
+        "link",
+        "set",
+        "mv-host",
+        "type",
+        "macvlan",
+        "hostaccess",
+        "on",
+    ])?;
+    println!("      umacvlan link set mv-host type macvlan hostaccess on");
+    let (on, line) = ping(&host, "10.77.1.3");
+    println!(
+        "      host → mv-host, hostaccess on:                           {}  {line}",
+        yn(on)
+    );
+    let (back, line) = ping(&mnet, "10.77.1.1");
+    println!(
+        "      mv-host → host:                                          {}  {line}",
+        yn(back)
+    );
+    if k || off || !on || !back {
+        return Err("host access did not behave as described".into());
     }
     Ok(())
 }

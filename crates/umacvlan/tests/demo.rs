@@ -25,8 +25,11 @@ fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
         r.stderr
     );
     for expect in [
-        "[6/6]",
+        "[7/7]",
         "This is exactly what kernel macvlans show",
+        "host → mv-host, hostaccess on:                           yes",
+        "mv-host → host:                                          yes",
+        "hostaccess on ",
         "macvlan mode private",
         "`umacvlan monitor`",
         "private: own multicast reflected, back to mv-private only",
