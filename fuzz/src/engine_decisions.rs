@@ -13,7 +13,8 @@
 //! to `MAX_STEPS` (64) steps, each an opcode byte whose bit 7 makes writes to TAPs fail and whose
 //! low 7 bits select: 0–39 a control operation (`op % 20`, see `World::control_step`), 40–59
 //! receive, 60–79 transmit (a device id byte first), 80–99 reassemble then receive, 100–109
-//! process the broadcast queue, 110–119 advance the clock, 120–127 transmit then hairpin back.
+//! process the broadcast queue, 110–119 advance the clock, 120–123 transmit then hairpin back,
+//! 124–127 a frame the lower's own host sent (`hostaccess`).
 //! Frames are built by `frame` (templates or raw bytes).
 //!
 //! Invariants checked (a violation panics):
@@ -31,6 +32,10 @@
 //! - transmit from a device that is not in bridge mode never has local deliveries; a frame is
 //!   either sent to the wire or looped locally, never both; a down or unknown sender sends
 //!   nothing;
+//! - `hostaccess`: only such a sender sends to the host, and its unicast for the lower's MAC
+//!   only there; what the lower's host sends reaches only up `hostaccess` devices (unicast: the
+//!   one owning the destination), and what comes back from the wire with the lower's source
+//!   never reaches one again;
 //! - reassembly: held bytes and datagrams stay within the limits; a completed datagram is a
 //!   valid, unfragmented IPv4 packet whose total length and checksum match its bytes;
 //! - per-device counters (as the data plane keeps them with [`DevCounters`]) summed over the
@@ -144,6 +149,9 @@ fn attrs(inp: &mut Input) -> MacvlanAttrs {
     }
     if present & 32 != 0 && present & 64 != 0 {
         a.macaddr_count = Some(inp.u8() as u32);
+    }
+    if present & 128 != 0 {
+        a.hostaccess = Some(inp.bool());
     }
     a
 }
@@ -431,8 +439,16 @@ impl World {
     fn receive(&mut self, frame: &[u8], written: bool) {
         self.snap.receive(frame, &mut self.rx);
         let out = std::mem::take(&mut self.rx);
+        let from_host = EthernetFrame::new_checked(frame).is_ok_and(|f| f.src() == LOWER_MAC);
         for d in &out.deliveries {
             self.count(d, written);
+            if from_host {
+                assert!(
+                    !self.port.device(d.dev).is_some_and(|x| x.hostaccess),
+                    "the host's own frame back to hostaccess {:?}",
+                    d.dev
+                );
+            }
         }
         let reason = out.reason.expect("receive always gives a reason");
         let parsed = EthernetFrame::new_checked(frame);
@@ -538,9 +554,39 @@ impl World {
                 let m = self.mode_of(d.dev);
                 assert!(mask.contains(&m), "{m:?} device flooded from {src:?}");
                 assert!(d.multicast && d.checked && !d.refused);
+                let back = EthernetFrame::new_checked(&frame).is_ok_and(|f| f.src() == LOWER_MAC);
+                assert!(
+                    !(back && self.port.device(d.dev).is_some_and(|x| x.hostaccess)),
+                    "the host's own frame flooded back to hostaccess {:?}",
+                    d.dev
+                );
             }
             self.flood = out;
         }
+    }
+
+    /// A frame the lower's own host sent (`hostaccess`).
+    fn from_host(&mut self, frame: &[u8], written: bool) {
+        self.snap.from_host(frame, &mut self.rx);
+        let out = std::mem::take(&mut self.rx);
+        for d in &out.deliveries {
+            self.count(d, written);
+            let dev = self.port.device(d.dev).expect("a device of the port");
+            assert!(dev.up && dev.hostaccess, "host frame to {:?}", d.dev);
+        }
+        assert!(!out.lower_stack && out.enqueue.is_none());
+        if let Ok(f) = EthernetFrame::new_checked(frame) {
+            if f.src() != LOWER_MAC {
+                assert!(out.deliveries.is_empty(), "not the host's, delivered");
+            }
+            if !f.dst().is_multicast() {
+                assert!(out.deliveries.len() <= 1);
+                for d in &out.deliveries {
+                    assert_eq!(self.port.device(d.dev).map(|x| x.mac), Some(f.dst()));
+                }
+            }
+        }
+        self.rx = out;
     }
 
     /// A frame a macvlan sent, through the engine's transmit decision.
@@ -569,6 +615,10 @@ impl World {
             !(out.to_wire && reason == TxReason::Local),
             "sent to the wire and looped"
         );
+        assert!(
+            !out.to_host || sender.hostaccess,
+            "{from:?} without hostaccess sent to the host"
+        );
         match reason {
             TxReason::Malformed => {
                 assert!(EthernetFrame::new_checked(frame).is_err());
@@ -576,6 +626,11 @@ impl World {
                 self.port_counters.malformed += 1;
             }
             TxReason::SenderDown => panic!("an up sender reported down"),
+            TxReason::ToHost => {
+                assert!(out.deliveries.is_empty() && !out.to_wire && out.to_host);
+                let dst = EthernetFrame::new_lenient(frame).map(|f| f.dst());
+                assert_eq!(dst.ok(), Some(LOWER_MAC), "to the host, not for its MAC");
+            }
             TxReason::Wire => assert!(out.to_wire && out.deliveries.is_empty()),
             TxReason::FloodAndWire => {
                 assert!(out.to_wire);
@@ -805,6 +860,10 @@ pub fn check(data: &[u8]) {
             100..=109 => w.process_bc_queue(written),
             110..=119 => {
                 w.now_ns += [1, 1_000, 1_000_000, 40_000_000_000][inp.u8() as usize % 4];
+            }
+            124..=127 => {
+                let f = frame(&mut inp, &mut w.next_off);
+                w.from_host(&f, written);
             }
             _ => {
                 // Loop a transmitted frame back in from the wire (a VEPA hairpin).
