@@ -23,7 +23,13 @@ fn cli() -> Command {
         .about("userspace macvlan: iproute2-style control of the umacvlan daemon")
         .long_about(format!(
             "umacvlan manages macvlans made by the umacvlan daemon, with the grammar and output \
-             of `ip link` (iproute2 6.1).\n\n{USAGE}\n{LINK_USAGE}\n{MACVLAN_USAGE}\n{STATS_USAGE}"
+             of `ip link` (iproute2 6.1).\n\n{USAGE}\n{LINK_USAGE}\n{MACVLAN_USAGE}\n\
+             umacvlan's own macvlan option (after `type macvlan`, with add or set): \
+             hostaccess on|off (default off): the lower's own host (its address on the lower) \
+             and the macvlan reach each other directly, with no shim interface; off is the \
+             kernel's isolation. Not in passthru or source mode, nor on the bpf datapath. \
+             Shown by -d as `hostaccess on`, by -j as \"hostaccess\":true, only when on.\n\n\
+             {STATS_USAGE}"
         ))
         .arg(
             Arg::new("socket")
