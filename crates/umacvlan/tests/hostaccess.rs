@@ -73,6 +73,36 @@ fn ping(lab: &Lab, ns: &str, dst: &str, count: u32) -> (bool, String) {
     (r.ok(), format!("{}{}", r.stdout, r.stderr))
 }
 
+/// The lines `umacvlan monitor` prints while `during` runs (it subscribes first: the
+/// monitor's own start is waited for with a probe of the control socket).
+fn watch(lab: &Lab, during: impl FnOnce()) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(lab.socket())
+        .arg("monitor")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    // The subscription is made when the monitor connects; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    during();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    rx.try_iter().collect()
+}
+
 /// The MAC `ip neigh` has for `ip` on `dev` in `ns`, if resolved.
 fn neigh(lab: &Lab, ns: &str, dev: &str, ip: &str) -> Option<String> {
     let out = lab
@@ -230,10 +260,36 @@ fn hostaccess_on_reaches_both_ways_and_off_stops_at_once() {
         "the hidden device has addresses: {addrs}"
     );
 
-    let (ok, out) = ping(&lab, &host, "10.50.0.22", 3);
-    assert!(ok, "host → macvlan: {out}\n{}", lab.daemon_log());
-    let (ok, out) = ping(&lab, &mv, HOST_IP, 3);
-    assert!(ok, "macvlan → host: {out}\n{}", lab.daemon_log());
+    // The monitor names both directions' rules while the pings run.
+    let mut seen = Vec::new();
+    let monitor = watch(&lab, || {
+        let (ok, out) = ping(&lab, &host, "10.50.0.22", 3);
+        assert!(ok, "host → macvlan: {out}\n{}", lab.daemon_log());
+        let (ok, out) = ping(&lab, &mv, HOST_IP, 3);
+        assert!(ok, "macvlan → host: {out}\n{}", lab.daemon_log());
+        assert!(
+            broadcast_reaches_host(&host, &mv),
+            "macvlan broadcast → host"
+        );
+    });
+    seen.extend(monitor);
+    let has = |f: &dyn Fn(&str) -> bool| seen.iter().any(|l| f(l));
+    assert!(
+        has(&|l| l.contains(" from host ")
+            && l.contains("ipv4 len 98: hostaccess: from the host to mv; copies 1 (mv)")),
+        "{seen:#?}"
+    );
+    assert!(
+        has(&|l| l.contains(" from mv ") && l.contains("hostaccess: to the host; copies 0")),
+        "{seen:#?}"
+    );
+    assert!(
+        has(&|l| l.contains(" from mv ")
+            && l.contains("> ff:ff:ff:ff:ff:ff ipv4")
+            && l.contains("vepa: to the wire; hostaccess: and to the host")
+            && l.contains("+wire +host")),
+        "{seen:#?}"
+    );
     // ARP resolved both ways, to the right addresses.
     assert_eq!(
         neigh(&lab, &host, "eth0", "10.50.0.22"),

@@ -596,6 +596,9 @@ fn describe(rec: &Record, names: &PortNames) -> MonitorEvent {
             names.bc_queue_len
         );
     }
+    if ev.flags & flag::TO_HOST != 0 && ev.tx_reason() != Some(TxReason::ToHost) {
+        rule.push_str("; hostaccess: and to the host");
+    }
     if ev.failed > 0 {
         rule.push_str(&format!("; {} copies not written (rx_errors)", ev.failed));
     }
