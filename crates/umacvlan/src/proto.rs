@@ -357,6 +357,9 @@ pub struct TraceRequest {
     /// The lower device it arrives on.
     #[serde(default)]
     pub lower: Option<String>,
+    /// The lower whose own host sends it (`hostaccess`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The frame.
     pub frame: FrameSpec,
 }

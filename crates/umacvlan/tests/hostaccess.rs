@@ -306,6 +306,25 @@ fn hostaccess_on_reaches_both_ways_and_off_stops_at_once() {
         "host broadcast did not reach the macvlan"
     );
 
+    // trace names the rules, sending nothing.
+    let host_mac = mac_of(&lab, &host, "eth0");
+    let mv_mac = mac_of(&lab, &mv, "mv");
+    let t = lab
+        .cli_ok(&[
+            "trace", "host", "eth0", "frame", "src", &host_mac, "dst", &mv_mac,
+        ])
+        .unwrap();
+    assert!(
+        t.contains("Verdict: hostaccess: from the host to mv"),
+        "{t}"
+    );
+    let t = lab
+        .cli_ok(&[
+            "trace", "dev", "mv", "frame", "src", &mv_mac, "dst", &host_mac,
+        ])
+        .unwrap();
+    assert!(t.contains("Verdict: hostaccess: to the host"), "{t}");
+
     // The counters saw it: the macvlan sent to the host and received from it.
     let j = show_json(&lab);
     let s = &link(&j, "mv")["stats64"];

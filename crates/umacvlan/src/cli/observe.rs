@@ -15,7 +15,8 @@ use umacvlan_core::wire::MacAddr;
 /// `umacvlan monitor help`.
 pub const MONITOR_USAGE: &str = "Usage: umacvlan monitor [ dev NAME ] [ drops ] [ -j[son] ]\n";
 /// `umacvlan trace help`.
-pub const TRACE_USAGE: &str = "Usage: umacvlan trace { dev NAME | lower NAME } frame FRAME\n\
+pub const TRACE_USAGE: &str =
+    "Usage: umacvlan trace { dev NAME | lower NAME | host NAME } frame FRAME\n\
 FRAME := src LLADDR dst LLADDR [ vlan VID ] [ ethertype TYPE ] [ size BYTES ]\n";
 /// `umacvlan capture help`.
 pub const CAPTURE_USAGE: &str =
@@ -211,26 +212,26 @@ pub fn parse(opts: &GlobalOpts, object: &str, words: &[String]) -> Result<Observ
             Ok(ObserveCmd::Monitor { req, json })
         }
         "trace" => {
-            let (mut dev, mut lower) = (None, None);
+            let (mut dev, mut lower, mut host) = (None, None, None);
             while i < words.len() {
                 let w = words[i].as_str();
                 if w == "help" {
                     return help(TRACE_USAGE);
-                } else if w == "dev" || w == "lower" {
+                } else if w == "dev" || w == "lower" || w == "host" {
                     let v = next(words, &mut i)?;
-                    if dev.is_some() || lower.is_some() {
+                    if dev.is_some() || lower.is_some() || host.is_some() {
                         return Err(duparg("dev", v));
                     }
-                    if w == "dev" {
-                        dev = Some(v.to_string());
-                    } else {
-                        lower = Some(v.to_string());
+                    match w {
+                        "dev" => dev = Some(v.to_string()),
+                        "lower" => lower = Some(v.to_string()),
+                        _ => host = Some(v.to_string()),
                     }
                 } else if is_json_flag(w) {
                     json = true;
                 } else if w == "frame" {
                     let frame = parse_frame(&words[i + 1..])?;
-                    if dev.is_none() && lower.is_none() {
+                    if dev.is_none() && lower.is_none() && host.is_none() {
                         return Err(fail(
                             "Not enough information: \"dev\" or \"lower\" argument is required.\n"
                                 .into(),
@@ -238,7 +239,12 @@ pub fn parse(opts: &GlobalOpts, object: &str, words: &[String]) -> Result<Observ
                         ));
                     }
                     return Ok(ObserveCmd::Trace {
-                        req: TraceRequest { dev, lower, frame },
+                        req: TraceRequest {
+                            dev,
+                            lower,
+                            host,
+                            frame,
+                        },
                         json,
                     });
                 } else {
@@ -709,6 +715,22 @@ mod tests {
         assert_eq!(
             err("dev mv0 lower eth0 frame").stderr,
             "Error: duplicate \"dev\": \"eth0\" is the second value.\n"
+        );
+        assert_eq!(
+            err("lower eth0 host eth0 frame").stderr,
+            "Error: duplicate \"dev\": \"eth0\" is the second value.\n"
+        );
+        let ObserveCmd::Trace { req, .. } = parse(
+            &o,
+            "trace",
+            &w("host eth0 frame src 02:00:00:00:00:01 dst ff:ff:ff:ff:ff:ff"),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (req.host.as_deref(), req.lower, req.dev),
+            (Some("eth0"), None, None)
         );
         assert_eq!(
             err("dev mv0 frame src 02:00:00:00:00:01 dst 02:00:00:00:00:02 size 70000").stderr,

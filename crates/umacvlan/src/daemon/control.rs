@@ -365,6 +365,7 @@ mod tests {
         assert!(!mutates(&Request::Trace(crate::proto::TraceRequest {
             dev: Some("mv0".into()),
             lower: None,
+            host: None,
             frame: crate::proto::FrameSpec {
                 src: umacvlan_core::wire::MacAddr::ZERO,
                 dst: umacvlan_core::wire::MacAddr::BROADCAST,

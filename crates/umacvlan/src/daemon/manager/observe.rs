@@ -54,12 +54,12 @@ impl Manager {
             return refuse(Errno::EINVAL, Some("VLAN id above 4095"));
         }
         let frame = t.frame.build();
-        let (pe, from) = match (&t.dev, &t.lower) {
+        let (pe, from) = match (&t.dev, t.lower.as_ref().or(t.host.as_ref())) {
             (Some(dev), None) => match self.find(dev) {
                 Some((l, id)) => (&self.ports[&l], Some(id)),
                 None => return refuse(Errno::ENODEV, None),
             },
-            (None, Some(lower)) => {
+            (None, Some(lower)) if t.lower.is_none() || t.host.is_none() => {
                 match self.ports.values().find(|p| &p.port.lower().name == lower) {
                     Some(pe) => (pe, None),
                     None => return refuse(Errno::ENODEV, None),
@@ -92,6 +92,10 @@ impl Manager {
                     view.snap.explain_transmit(id, &frame, &name),
                 )
             }
+            None if t.host.is_some() => (
+                format!("host of {lower}: the lower's own stack sends the frame (hostaccess)"),
+                view.snap.explain_from_host(&frame, &name),
+            ),
             None => (
                 format!("lower {lower}: the frame arrives from the wire"),
                 view.snap.explain_receive(&frame, &name),
