@@ -621,3 +621,48 @@ fn the_bpf_datapath_refuses_hostaccess() {
     let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
     assert!(!d.contains("hostaccess"), "{d}");
 }
+
+/// The host path carries the lower's MAC (its hidden device and its socket filter): a change
+/// of the lower's address is followed.
+#[test]
+fn a_change_of_the_lowers_mac_is_followed() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-mac", false, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "bridge", "hostaccess", "on"], 28);
+    assert!(ping(&lab, &host, "10.50.0.28", 2).0);
+    lab.exec_ok(
+        &host,
+        &["ip", "link", "set", "eth0", "address", "02:aa:bb:cc:dd:01"],
+    )
+    .unwrap();
+    // The daemon hears of it from netlink; the host path is made again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let follows = || {
+        let hidden = hidden_devices(&lab, &host);
+        // (Read without failing: the device may be in the middle of being made again.)
+        hidden.len() == 1
+            && lab
+                .exec(&host, &["ip", "-o", "link", "show", "dev", &hidden[0]])
+                .stdout
+                .contains("link/ether 02:aa:bb:cc:dd:01")
+    };
+    while !follows() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        follows(),
+        "{:?}\n{}",
+        hidden_devices(&lab, &host),
+        lab.daemon_log()
+    );
+    lab.exec_ok(&mv, &["ip", "neigh", "flush", "dev", "mv"])
+        .unwrap();
+    let (ok, out) = ping(&lab, &host, "10.50.0.28", 2);
+    assert!(ok, "host → macvlan after the change: {out}");
+    let (ok, out) = ping(&lab, &mv, HOST_IP, 2);
+    assert!(ok, "macvlan → host after the change: {out}");
+    assert_eq!(
+        neigh(&lab, &mv, "mv", HOST_IP).as_deref(),
+        Some("02:aa:bb:cc:dd:01")
+    );
+}

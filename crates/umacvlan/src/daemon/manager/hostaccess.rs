@@ -126,8 +126,11 @@ fn make_host(
     dp: &crate::daemon::dataplane::Dataplane,
 ) -> OpResult<(HostLink, HostPath)> {
     let vnet = dp.vnet_hdr_len() > 0;
-    // A name the user never picks: "uvh", the daemon's pid and the lower's ifindex (hex).
-    let name = format!("uvh{:x}.{:x}", std::process::id(), ifindex);
+    // A name the user never picks: "uvh", the daemon's pid and a serial number (hex; one
+    // being replaced may still be closing, so never the same name twice; at most 15 bytes).
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xf_ffff;
+    let name = format!("uvh{:x}.{n:x}", std::process::id());
     let injector = Arc::new(HostInjector::create(&name, ifindex, mac, vnet)?);
     let rx = open_host_tx(ifindex, mac, vnet)?;
     let link = HostLink {
