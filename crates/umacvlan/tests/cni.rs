@@ -442,6 +442,32 @@ fn check_gc_status_and_the_recorded_attachment() {
         "{src}"
     );
     assert_eq!(info["macaddr_count"], 2, "{src}");
+    // hostAccess reaches the daemon as hostaccess on.
+    let (r, code) = call(&w.host, "ADD", "ctr-h", &path(&cb), "net3").run(
+        PLUGIN,
+        &conf(
+            "umacvlan",
+            "1.1.0",
+            &data,
+            &sock,
+            json!({"ipam": {}, "mode": "bridge", "hostAccess": true}),
+        ),
+    );
+    assert_eq!(code, 0, "{r}");
+    let d: Value =
+        serde_json::from_str(&w.lab.cli_ok(&["-d", "-j", "link", "show"]).unwrap()).unwrap();
+    let h = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["cni"]["container_id"] == "ctr-h")
+        .unwrap();
+    assert_eq!(h["linkinfo"]["info_data"]["hostaccess"], true, "{h}");
+    let (r, code) = call(&w.host, "DEL", "ctr-h", &path(&cb), "net3").run(
+        PLUGIN,
+        &conf("umacvlan", "1.1.0", &data, &sock, json!({"ipam": {}})),
+    );
+    assert_eq!(code, 0, "{r}");
     let (r, code) = call(&w.host, "DEL", "ctr-s", &path(&cb), "net2").run(
         PLUGIN,
         &conf("umacvlan", "1.1.0", &data, &sock, json!({"ipam": {}})),

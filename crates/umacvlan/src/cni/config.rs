@@ -180,6 +180,8 @@ pub struct NetConf {
     pub bcqueuelen: Option<u32>,
     /// `sourceMacs`: the source list of `mode: source`.
     pub source_macs: Vec<String>,
+    /// `hostAccess`: umacvlan's `hostaccess on` (the host and the container reach each other).
+    pub host_access: bool,
     /// `ipam`: the IPAM plugin's configuration (`{}`: layer 2 only).
     pub ipam: serde_json::Value,
     /// `dns`: copied into the result.

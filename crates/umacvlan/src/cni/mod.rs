@@ -207,6 +207,7 @@ impl Plugin {
                 mode: Some(spec.mode.bits()),
                 macaddr: (!spec.sources.is_empty()).then(|| MacAddrOp::Set(spec.sources.clone())),
                 bcqueuelen: self.conf.bcqueuelen,
+                hostaccess: self.conf.host_access.then_some(true),
                 ..Default::default()
             },
             cni: Some(Box::new(self.attachment())),
