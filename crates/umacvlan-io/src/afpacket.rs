@@ -951,30 +951,49 @@ impl LowerSocket {
         self.attach_filter(&code)
     }
 
-    /// Keeps only frames the lower's own host sends (`PACKET_OUTGOING`) with source `mac`:
-    /// the frames a `hostaccess` port takes from the host (what the daemon itself sends for
-    /// the macvlans has their addresses, and stays out).
-    pub fn keep_only_outgoing_from(&self, mac: MacAddr) -> io::Result<()> {
+    /// Keeps only frames the lower's own host sends (`PACKET_OUTGOING`) with source `mac`
+    /// and a group destination or one of `dsts`: the frames a `hostaccess` port takes from the
+    /// host (what the daemon itself sends for the macvlans has their addresses and stays out,
+    /// and so does the host's traffic with anyone else). More than [`HOST_FILTER_MAX`]
+    /// destinations: every frame the host sends is kept. Replaces the socket's filter.
+    pub fn keep_only_outgoing_from(&self, mac: MacAddr, dsts: &[MacAddr]) -> io::Result<()> {
         const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
-        let m = mac.0;
-        let hi = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
-        let lo = u32::from(u16::from_be_bytes([m[4], m[5]]));
-        // ldb pkttype; jeq OUTGOING; ld [6]; jeq hi; ldh [10]; jeq lo; accept; drop.
-        let code: [libc::sock_filter; 8] = [
+        let split = |m: MacAddr| {
+            let m = m.0;
+            (
+                u32::from_be_bytes([m[0], m[1], m[2], m[3]]),
+                u32::from(u16::from_be_bytes([m[4], m[5]])),
+            )
+        };
+        let (hi, lo) = split(mac);
+        let all = dsts.len() > HOST_FILTER_MAX;
+        let n = if all { 0 } else { dsts.len() };
+        // Layout: 8 checks, 4 per destination, then drop, then accept.
+        let drop = 8 + 4 * n;
+        let accept = drop + 1;
+        let to = |from: usize, target: usize| (target - from - 1) as u8;
+        let mut code = vec![
             sock_filter(0x20, 0, 0, SKF_AD_PKTTYPE),
-            sock_filter(0x15, 0, 5, libc::PACKET_OUTGOING as u32),
+            sock_filter(0x15, 0, to(1, drop), libc::PACKET_OUTGOING as u32),
             sock_filter(0x20, 0, 0, 6),
-            sock_filter(0x15, 0, 3, hi),
+            sock_filter(0x15, 0, to(3, drop), hi),
             sock_filter(0x28, 0, 0, 10),
-            sock_filter(0x15, 0, 1, lo),
-            sock_filter(0x06, 0, 0, u32::MAX),
-            sock_filter(0x06, 0, 0, 0),
+            sock_filter(0x15, 0, to(5, drop), lo),
+            // ldb [0]; jset #1: a group destination.
+            sock_filter(0x30, 0, 0, 0),
+            sock_filter(0x45, to(7, accept), if all { to(7, accept) } else { 0 }, 1),
         ];
-        self.attach_filter(&code)?;
-        // Frames queued between bind and the filter passed no filter: drop them.
-        let mut b = RxBatch::new(8);
-        while self.recv_batch(&mut b).unwrap_or(0) > 0 {}
-        Ok(())
+        for d in &dsts[..n] {
+            let (dh, dl) = split(*d);
+            let b = code.len();
+            code.push(sock_filter(0x20, 0, 0, 0));
+            code.push(sock_filter(0x15, 0, 2, dh));
+            code.push(sock_filter(0x28, 0, 0, 4));
+            code.push(sock_filter(0x15, to(b + 3, accept), 0, dl));
+        }
+        code.push(sock_filter(0x06, 0, 0, 0));
+        code.push(sock_filter(0x06, 0, 0, u32::MAX));
+        self.attach_filter(&code)
     }
 
     /// Drops (`on`) or keeps again (`!on`, detaching the filter) frames carrying the
@@ -1030,6 +1049,10 @@ impl LowerSocket {
         .map(drop)
     }
 }
+
+/// Most destinations [`LowerSocket::keep_only_outgoing_from`] lists one by one (its jumps are
+/// one byte).
+pub const HOST_FILTER_MAX: usize = 60;
 
 fn sock_filter(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }

@@ -129,9 +129,15 @@ impl HostInjector {
 }
 
 /// A packet socket on the lower `ifindex` (of the calling thread's namespace) that receives
-/// only what the lower's own host sends (`PACKET_OUTGOING` from `lower_mac`), with vnet
-/// headers when `vnet_hdr`. Not in any fanout group, holding no membership.
-pub fn open_host_tx(ifindex: u32, lower_mac: MacAddr, vnet_hdr: bool) -> io::Result<LowerSocket> {
+/// only what the lower's own host sends (`PACKET_OUTGOING` from `lower_mac`) to a group or to
+/// one of `dsts` (see [`LowerSocket::keep_only_outgoing_from`]), with vnet headers when
+/// `vnet_hdr`. Not in any fanout group, holding no membership.
+pub fn open_host_tx(
+    ifindex: u32,
+    lower_mac: MacAddr,
+    dsts: &[MacAddr],
+    vnet_hdr: bool,
+) -> io::Result<LowerSocket> {
     let s = LowerSocket::open(
         ifindex,
         &LowerOptions {
@@ -141,7 +147,10 @@ pub fn open_host_tx(ifindex: u32, lower_mac: MacAddr, vnet_hdr: bool) -> io::Res
             ..LowerOptions::default()
         },
     )?;
-    s.keep_only_outgoing_from(lower_mac)?;
+    s.keep_only_outgoing_from(lower_mac, dsts)?;
+    // Frames queued between bind and the filter passed no filter: drop them.
+    let mut b = crate::afpacket::RxBatch::new(8);
+    while s.recv_batch(&mut b).unwrap_or(0) > 0 {}
     Ok(s)
 }
 

@@ -325,6 +325,15 @@ fn hostaccess_on_reaches_both_ways_and_off_stops_at_once() {
         .unwrap();
     assert!(t.contains("Verdict: hostaccess: to the host"), "{t}");
 
+    // A second hostaccess macvlan on the port shares the host path (its filter lets the new
+    // destination through).
+    let mv2 = macvlan(&mut lab, "mv2", &["mode", "bridge", "hostaccess", "on"], 32);
+    let (ok, out) = ping(&lab, &host, "10.50.0.32", 2);
+    assert!(ok, "host → second macvlan: {out}");
+    assert!(ping(&lab, &mv2, HOST_IP, 2).0);
+    assert_eq!(hidden_devices(&lab, &host).len(), 1);
+    lab.cli_ok(&["link", "del", "mv2"]).unwrap();
+
     // The counters saw it: the macvlan sent to the host and received from it.
     let j = show_json(&lab);
     let s = &link(&j, "mv")["stats64"];

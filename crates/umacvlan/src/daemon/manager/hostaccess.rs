@@ -9,14 +9,19 @@ use crate::daemon::dataplane::HostLink;
 use std::sync::Arc;
 use umacvlan_core::engine::{MacvlanAttrs, Port};
 use umacvlan_core::wire::MacAddr;
+use umacvlan_io::afpacket::LowerSocket;
 use umacvlan_io::device::{LowerIo, UpperIo};
 use umacvlan_io::hostaccess::{open_host_tx, HostInjector};
 
 /// A port's host path as the manager holds it.
 pub(super) struct HostPath {
     injector: Arc<HostInjector>,
+    /// The socket taking the host's frames (its filter names the destinations).
+    tx: Arc<LowerSocket>,
     /// The lower's MAC it was made for (its hidden device's and its socket filter's).
     mac: MacAddr,
+    /// The `hostaccess` macvlans' MACs its socket filter lets through.
+    dsts: Vec<MacAddr>,
 }
 
 fn unsupported(message: &str) -> OpError {
@@ -28,6 +33,20 @@ fn unsupported(message: &str) -> OpError {
 
 fn wants_host(port: &Port) -> bool {
     port.devices().iter().any(|d| d.hostaccess)
+}
+
+/// The MACs of the port's `hostaccess` macvlans, sorted: the unicast the host sends that the
+/// host path needs to see.
+fn host_dsts(port: &Port) -> Vec<MacAddr> {
+    let mut v: Vec<MacAddr> = port
+        .devices()
+        .iter()
+        .filter(|d| d.hostaccess)
+        .map(|d| d.mac)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 impl Manager {
@@ -61,7 +80,17 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return Ok(());
         };
-        if pe.host.is_some() {
+        if let Some(h) = pe.host.as_mut() {
+            // Let the new destinations through before they are published (the old ones too
+            // until then); the filter is made exact after the publish.
+            let mut dsts = host_dsts(port);
+            dsts.extend(h.dsts.iter().copied());
+            dsts.sort();
+            dsts.dedup();
+            if dsts != h.dsts {
+                h.tx.keep_only_outgoing_from(h.mac, &dsts)?;
+                h.dsts = dsts;
+            }
             return Ok(());
         }
         if self.fast.is_some() || pe.netns.is_some() {
@@ -71,7 +100,7 @@ impl Manager {
             ));
         }
         let mac = port.lower().mac;
-        let (link, path) = make_host(lower.1, mac, &pe.dp)?;
+        let (link, path) = make_host(lower.1, mac, host_dsts(port), &pe.dp)?;
         pe.dp.set_host(Some(link))?;
         tracing::info!(
             lower = %port.lower().name,
@@ -99,8 +128,16 @@ impl Manager {
             let old = pe.host.take().expect("present");
             tracing::info!(hidden = old.injector.name(), "host access off");
         }
+        let dsts = host_dsts(&pe.port);
+        if let Some(h) = pe.host.as_mut().filter(|h| h.dsts != dsts) {
+            // A hostaccess macvlan came, went or changed its MAC.
+            match h.tx.keep_only_outgoing_from(h.mac, &dsts) {
+                Ok(()) => h.dsts = dsts.clone(),
+                Err(e) => tracing::error!("host path filter update failed: {e}"),
+            }
+        }
         if want && pe.host.is_none() {
-            let made = make_host(lower.1, mac, &pe.dp).and_then(|(link, path)| {
+            let made = make_host(lower.1, mac, dsts, &pe.dp).and_then(|(link, path)| {
                 pe.dp
                     .set_host(Some(link))
                     .map(|()| path)
@@ -123,6 +160,7 @@ impl Manager {
 fn make_host(
     ifindex: u32,
     mac: MacAddr,
+    dsts: Vec<MacAddr>,
     dp: &crate::daemon::dataplane::Dataplane,
 ) -> OpResult<(HostLink, HostPath)> {
     let vnet = dp.vnet_hdr_len() > 0;
@@ -132,10 +170,18 @@ fn make_host(
     let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xf_ffff;
     let name = format!("uvh{:x}.{n:x}", std::process::id());
     let injector = Arc::new(HostInjector::create(&name, ifindex, mac, vnet)?);
-    let rx = open_host_tx(ifindex, mac, vnet)?;
+    let tx = Arc::new(open_host_tx(ifindex, mac, &dsts, vnet)?);
     let link = HostLink {
-        rx: Arc::new(rx) as Arc<dyn LowerIo>,
+        rx: tx.clone() as Arc<dyn LowerIo>,
         inject: injector.clone() as Arc<dyn UpperIo>,
     };
-    Ok((link, HostPath { injector, mac }))
+    Ok((
+        link,
+        HostPath {
+            injector,
+            tx,
+            mac,
+            dsts,
+        },
+    ))
 }
