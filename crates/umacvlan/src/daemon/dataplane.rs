@@ -251,6 +251,11 @@ impl Dataplane {
             }
             self.shared.host_filter.store(true, Ordering::SeqCst);
         }
+        // What the outgoing host path dropped stays counted.
+        if let Some(old) = self.shared.host.load_full() {
+            self.socket_drops
+                .fetch_add(old.rx.take_drops(), Ordering::Relaxed);
+        }
         self.shared.host.store(host.map(Arc::new));
         for w in &self.shared.wakes {
             let _ = w.notify();
@@ -279,7 +284,14 @@ impl Dataplane {
     /// Frames the lower's packet sockets dropped so far (their receive buffers were full).
     /// The kernel's macvlan has no such queue; counted so that no frame goes unaccounted.
     pub fn socket_drops(&self) -> u64 {
-        let new: u64 = self.lowers.iter().map(|l| l.take_drops()).sum();
+        let mut new: u64 = self.lowers.iter().map(|l| l.take_drops()).sum();
+        // The host path's socket too (hostaccess): the host's frames it had no room for.
+        new += self
+            .shared
+            .host
+            .load()
+            .as_ref()
+            .map_or(0, |h| h.rx.take_drops());
         self.socket_drops.fetch_add(new, Ordering::Relaxed) + new
     }
 
