@@ -675,3 +675,46 @@ fn a_change_of_the_lowers_mac_is_followed() {
         Some("02:aa:bb:cc:dd:01")
     );
 }
+
+/// IPv6: neighbour discovery (solicitations to the solicited-node groups, which the macvlan's
+/// own multicast filter passes) and ping, both ways.
+#[test]
+fn hostaccess_carries_neighbour_discovery_and_ipv6() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-v6", false, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "bridge", "hostaccess", "on"], 29);
+    for (ns, dev, addr) in [
+        (&host, "eth0", "fd00:50::10/64"),
+        (&mv, "mv", "fd00:50::29/64"),
+    ] {
+        lab.exec_ok(
+            ns,
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+            ],
+        )
+        .unwrap();
+        lab.exec_ok(ns, &["ip", "addr", "add", addr, "dev", dev, "nodad"])
+            .unwrap();
+    }
+    let ping6 = |ns: &str, dst: &str| {
+        let r = lab.exec(ns, &["ping", "-6", "-c", "3", "-i", "0.3", "-W", "2", dst]);
+        (r.ok(), format!("{}{}", r.stdout, r.stderr))
+    };
+    let (ok, out) = ping6(&host, "fd00:50::29");
+    assert!(
+        ok && !out.contains("DUP!"),
+        "host → macvlan over IPv6: {out}"
+    );
+    let (ok, out) = ping6(&mv, "fd00:50::10");
+    assert!(
+        ok && !out.contains("DUP!"),
+        "macvlan → host over IPv6: {out}"
+    );
+    let n = lab
+        .exec(&host, &["ip", "-6", "neigh", "show", "fd00:50::29"])
+        .stdout;
+    assert!(n.contains(&mac_of(&lab, &mv, "mv")), "{n}");
+}
