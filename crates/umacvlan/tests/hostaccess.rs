@@ -718,3 +718,29 @@ fn hostaccess_carries_neighbour_discovery_and_ipv6() {
         .stdout;
     assert!(n.contains(&mac_of(&lab, &mv, "mv")), "{n}");
 }
+
+/// The configuration file: `hostaccess = true` turns it on at start; a file without the line
+/// turns it off on reload.
+#[test]
+fn the_configuration_file_turns_it_on_and_off() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-cfg", false, false);
+    let ns = lab.ns("mv").unwrap();
+    let file = std::env::temp_dir().join(format!("{}.toml", lab.prefix()));
+    let entry = |extra: &str| {
+        format!("[[macvlan]]\nname = \"mv\"\nlower = \"eth0\"\nmode = \"bridge\"\nnetns = \"{ns}\"\n{extra}")
+    };
+    std::fs::write(&file, entry("hostaccess = true\n")).unwrap();
+    let file_s = file.to_string_lossy().into_owned();
+    lab.start_daemon(&host, &["--datapath", "tap", "--config", &file_s])
+        .unwrap();
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(d.contains("hostaccess on"), "{d}");
+    assert_eq!(hidden_devices(&lab, &host).len(), 1);
+    std::fs::write(&file, entry("")).unwrap();
+    lab.cli_ok(&["reload"]).unwrap();
+    let d = lab.cli_ok(&["-d", "link", "show", "mv"]).unwrap();
+    assert!(!d.contains("hostaccess"), "{d}");
+    assert!(hidden_devices(&lab, &host).is_empty());
+    let _ = std::fs::remove_file(&file);
+}
