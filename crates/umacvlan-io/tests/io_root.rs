@@ -849,3 +849,88 @@ fn netns_handles_identity_names_and_run_in() {
     assert!(cur.is_current().unwrap());
     assert!(NetnsHandle::from_name("umv-io-does-not-exist").is_err());
 }
+
+/// Host access: the hidden injector puts frames into the lower's receive path (taps see them
+/// with the marker tag, a socket told to drop them does not); the host's socket keeps only
+/// frames the lower's host sends, from its MAC, to a group or a listed destination.
+#[test]
+fn host_path_injects_marked_frames_and_its_filters_keep_what_they_should() {
+    require_root!();
+    let ns = Ns::new();
+    let (ia, ib) = ns.veth("low0", "far0");
+    let lower_mac = ns.nl().get_link_by_index(ia).unwrap().mac.unwrap();
+    let o = LowerOptions::default();
+    let plain = LowerSocket::open_in(Some(&ns.handle), ia, &o).unwrap();
+    let filtered = LowerSocket::open_in(Some(&ns.handle), ia, &o).unwrap();
+    filtered.drop_host_injected(true).unwrap();
+    let inj = ns
+        .handle
+        .run_in(|| hostaccess::HostInjector::create("uvhtest", ia, lower_mac, false))
+        .unwrap()
+        .unwrap();
+    // Silent: no address, no ARP.
+    assert!(ns
+        .ip(&["-o", "addr", "show", "dev", "uvhtest"])
+        .trim()
+        .is_empty());
+    assert!(json_flags(&ns.link_json("uvhtest")).contains(&"NOARP".to_string()));
+    inj.inject(&frame(lower_mac, mac(2), &[], 1, 60)).unwrap();
+    let got = recv_one(&plain, 1);
+    let tag = got.vlan.expect("the marker tag");
+    assert_eq!(
+        (tag.tpid, tag.tci),
+        (hostaccess::MARK_TPID, hostaccess::MARK_TCI)
+    );
+    assert_eq!(
+        got.pkttype,
+        PacketType::Host,
+        "the hidden device has the lower's MAC"
+    );
+    assert!(collect(&filtered, Duration::from_millis(300), 1).is_empty());
+    // A frame from the wire with another tag still reaches the filtered socket.
+    let far = LowerSocket::open_in(Some(&ns.handle), ib, &o).unwrap();
+    far.send(&frame(lower_mac, mac(2), &[(0x88a8, 0xf005)], 2, 60))
+        .unwrap();
+    assert_eq!(recv_one(&filtered, 2).vlan.map(|t| t.tci), Some(0xf005));
+    // Told to take everything again, it does.
+    filtered.drop_host_injected(false).unwrap();
+    inj.inject(&frame(lower_mac, mac(2), &[], 3, 60)).unwrap();
+    let _ = recv_one(&filtered, 3);
+
+    // The host's socket: outgoing, from the lower's MAC, to a group or mac(3) only.
+    let tx = ns
+        .handle
+        .run_in(|| hostaccess::open_host_tx(ia, lower_mac, &[mac(3)], false))
+        .unwrap()
+        .unwrap();
+    let sender = LowerSocket::open_in(Some(&ns.handle), ia, &o).unwrap();
+    sender.send(&frame(mac(3), lower_mac, &[], 10, 60)).unwrap();
+    sender.send(&frame(mac(4), lower_mac, &[], 11, 60)).unwrap();
+    sender
+        .send(&frame(MacAddr::BROADCAST, lower_mac, &[], 12, 60))
+        .unwrap();
+    sender.send(&frame(mac(3), mac(9), &[], 13, 60)).unwrap();
+    // Incoming (from the far end), even from the lower's MAC: not the host's.
+    far.send(&frame(mac(3), lower_mac, &[], 14, 60)).unwrap();
+    let mut seen: Vec<u32> = collect(&tx, Duration::from_millis(500), 3)
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![10, 12]);
+    // More destinations than the filter lists: every frame the host sends.
+    let many: Vec<MacAddr> = (0..=afpacket::HOST_FILTER_MAX as u8)
+        .map(|i| mac(100 + i))
+        .collect();
+    tx.keep_only_outgoing_from(lower_mac, &many).unwrap();
+    sender.send(&frame(mac(4), lower_mac, &[], 15, 60)).unwrap();
+    sender.send(&frame(mac(3), mac(9), &[], 16, 60)).unwrap();
+    let seen: Vec<u32> = collect(&tx, Duration::from_millis(500), 2)
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(seen, vec![15]);
+    drop(inj);
+    // Not persistent: the hidden device went with its descriptor.
+    assert!(!ns.ip(&["-o", "link", "show"]).contains("uvhtest"));
+}
