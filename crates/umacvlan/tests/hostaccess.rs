@@ -744,3 +744,43 @@ fn the_configuration_file_turns_it_on_and_off() {
     assert!(hidden_devices(&lab, &host).is_empty());
     let _ = std::fs::remove_file(&file);
 }
+
+/// A lower moved to another namespace takes host access with it out of reach (the hidden
+/// device must live beside the lower); moved back, the host path is made again.
+#[test]
+fn a_lower_moved_away_and_back_gets_its_host_path_again() {
+    need_root!();
+    let (mut lab, host, _ext) = topology("ha-move", false, true);
+    let mv = macvlan(&mut lab, "mv", &["mode", "bridge", "hostaccess", "on"], 30);
+    let away = lab.ns("away").unwrap();
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(f(), "{what}\n{}", lab.daemon_log());
+    };
+    lab.exec_ok(&host, &["ip", "link", "set", "eth0", "netns", &away])
+        .unwrap();
+    wait("the host path to go", &|| {
+        hidden_devices(&lab, &host).is_empty()
+    });
+    // The daemon follows the lower there (the macvlan stays, shown with link-netns); moved
+    // back before that, the lower is taken for deleted.
+    wait("the move to be followed", &|| {
+        lab.cli_ok(&["-j", "link", "show", "mv"])
+            .is_ok_and(|j| j.contains(&format!("\"link_netns\":\"{away}\"")))
+    });
+    lab.exec_ok(&away, &["ip", "link", "set", "eth0", "up"])
+        .unwrap();
+    lab.exec_ok(&away, &["ip", "link", "set", "eth0", "netns", &host])
+        .unwrap();
+    lab.addr(&host, "eth0", &format!("{HOST_IP}/24")).unwrap();
+    wait("the host path to come back", &|| {
+        hidden_devices(&lab, &host).len() == 1
+    });
+    let (ok, out) = ping(&lab, &host, "10.50.0.30", 3);
+    assert!(ok, "host → macvlan after the lower came back: {out}");
+    let (ok, out) = ping(&lab, &mv, HOST_IP, 3);
+    assert!(ok, "macvlan → host after the lower came back: {out}");
+}

@@ -119,6 +119,12 @@ impl Manager {
             return;
         };
         let want = wants_host(&pe.port) && pe.netns.is_none() && self.fast.is_none();
+        if wants_host(&pe.port) && !want && pe.host.is_some() {
+            tracing::warn!(
+                lower = %pe.port.lower().name,
+                "the lower moved to another namespace: host access stops until it is back"
+            );
+        }
         let mac = pe.port.lower().mac;
         let stale = pe.host.as_ref().is_some_and(|h| h.mac != mac);
         if pe.host.is_some() && (!want || stale) {
