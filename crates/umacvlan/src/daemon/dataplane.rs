@@ -18,7 +18,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -99,6 +99,12 @@ struct Shared {
     host: ArcSwapOption<HostLink>,
     /// The lower sockets drop what the host path injects.
     host_filter: AtomicBool,
+    /// Host copies of group frames a `hostaccess` macvlan sent to the wire, each waiting until
+    /// it is due to see whether a hairpin switch reflects the frame: the lower's stack then
+    /// receives the reflection, and the copy would be a second one.
+    host_later: Mutex<VecDeque<(Instant, Vec<u8>)>>,
+    /// How many are waiting (read on the receive path without the lock).
+    host_later_n: AtomicUsize,
 }
 
 /// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
@@ -183,6 +189,8 @@ impl Dataplane {
             quiet: QuietGroups::default(),
             host: ArcSwapOption::empty(),
             host_filter: AtomicBool::new(false),
+            host_later: Mutex::new(VecDeque::new()),
+            host_later_n: AtomicUsize::new(0),
         });
         let mut dp = Dataplane {
             shared,
@@ -769,7 +777,11 @@ impl Worker {
                 failed += u16::from(!deliver(&view, c, d, packet));
             }
             // hostaccess: the host's copy (for ToHost its only one, counted as the transmit).
+            // A group frame's copy waits for a possible hairpin reflection.
             let host_ok = !self.tx.to_host
+                || (self.tx.to_wire
+                    && packet.get(hdr).is_some_and(|b| b & 1 == 1)
+                    && to_host_later(&self.shared, packet))
                 || self
                     .shared
                     .host
@@ -924,6 +936,10 @@ fn receive(
     ring: Option<&Ring>,
 ) {
     let frame = &packet[shared.hdr.min(packet.len())..];
+    if shared.host_later_n.load(Ordering::Relaxed) > 0 && frame.first().is_some_and(|b| b & 1 == 1)
+    {
+        reflection_seen(shared, frame);
+    }
     view.snap.receive(frame, rx);
     let c = &shared.counters[worker];
     let mut failed = 0u16;
@@ -950,6 +966,62 @@ fn receive(
     if let Some(r) = ring {
         monitor::record_rx(&shared.tap, r, &view.snap, frame, rx, failed, queue_full);
     }
+}
+
+/// How long a `hostaccess` macvlan's group frame waits before its host copy is injected: a
+/// hairpin switch's reflection comes back well within it (tens of microseconds on a bridge).
+const HOST_ECHO_WAIT: std::time::Duration = std::time::Duration::from_millis(3);
+/// Host copies waiting at most; beyond that they are injected at once.
+const HOST_LATER_MAX: usize = 256;
+
+/// Queues the host copy of a group frame a `hostaccess` macvlan sent to the wire; false when
+/// the queue is full (the caller injects at once).
+fn to_host_later(shared: &Shared, packet: &[u8]) -> bool {
+    let mut q = shared.host_later.lock().unwrap_or_else(|e| e.into_inner());
+    if q.len() >= HOST_LATER_MAX {
+        return false;
+    }
+    let first = q.is_empty();
+    q.push_back((Instant::now() + HOST_ECHO_WAIT, packet.to_vec()));
+    shared.host_later_n.store(q.len(), Ordering::Relaxed);
+    drop(q);
+    if first {
+        // The broadcast worker injects it when due: give it a deadline.
+        let _q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
+        shared.bc_cv.notify_all();
+    }
+    true
+}
+
+/// A group frame came in from the wire: if it is the reflection of one whose host copy is
+/// waiting, the lower's stack has it now and the copy is dropped. The wire may have padded it
+/// to 60 bytes.
+fn reflection_seen(shared: &Shared, frame: &[u8]) {
+    let hdr = shared.hdr;
+    let mut q = shared.host_later.lock().unwrap_or_else(|e| e.into_inner());
+    let same = |p: &Vec<u8>| {
+        let sent = &p[hdr.min(p.len())..];
+        frame.len() >= sent.len()
+            && frame.len() <= sent.len().max(60)
+            && frame[..sent.len()] == *sent
+            && frame[sent.len()..].iter().all(|b| *b == 0)
+    };
+    if let Some(i) = q.iter().position(|(_, p)| same(p)) {
+        q.remove(i);
+        shared.host_later_n.store(q.len(), Ordering::Relaxed);
+    }
+}
+
+/// The host copies that are due, and when the next of the others is.
+fn take_host_due(shared: &Shared) -> (Vec<Vec<u8>>, Option<Instant>) {
+    let mut q = shared.host_later.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let mut due = Vec::new();
+    while q.front().is_some_and(|(t, _)| *t <= now) {
+        due.extend(q.pop_front().map(|(_, p)| p));
+    }
+    shared.host_later_n.store(q.len(), Ordering::Relaxed);
+    (due, q.front().map(|(t, _)| *t))
 }
 
 /// Holds a group frame that a filter refused until the multicast lists are re-read, unless
@@ -1074,17 +1146,22 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
     let mut tx = TxOutcome::default();
     loop {
         let quiescence = &shared.quiescence[index];
-        let (items, ready) = {
+        let (items, ready, host_due) = {
             let mut q = shared.bcq.lock().unwrap_or_else(|e| e.into_inner());
             quiescence.waiting(true);
-            let ready = loop {
+            let (ready, host_due) = loop {
                 if shared.stop.load(Ordering::SeqCst) {
                     return;
                 }
                 let (ready, next) = take_held(&shared);
-                if !q.is_empty() || !ready.is_empty() {
-                    break ready;
+                let (host_due, host_next) = take_host_due(&shared);
+                if !q.is_empty() || !ready.is_empty() || !host_due.is_empty() {
+                    break (ready, host_due);
                 }
+                let next = match (next, host_next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 q = match next {
                     Some(t) => {
                         let wait = t.saturating_duration_since(Instant::now());
@@ -1099,8 +1176,14 @@ fn bc_worker(shared: Arc<Shared>, index: usize) {
                 };
             };
             quiescence.waiting(false);
-            (q.take_all(), ready)
+            (q.take_all(), ready, host_due)
         };
+        if let Some(h) = shared.host.load().as_ref() {
+            for p in &host_due {
+                // Counted as sent when queued (the frame went to the wire too).
+                let _ = h.inject.write(p);
+            }
+        }
         let view = shared.view.load_full();
         let c = &shared.counters[index];
         let ring = shared.tap.ring(index);
