@@ -4,6 +4,11 @@
 //! One thread owns the [`Manager`]; nothing here is shared, so no locks. Each request is tried
 //! on a copy of the engine port first and committed only when the engine and the system have
 //! both accepted it, so a refused request changes nothing.
+//!
+//! The daemon's loop applies every request and event queued, then [`Manager::flush`]es once:
+//! each changed port is published to its data plane once per turn, not once per change (a
+//! publication costs O(macvlans on the port)), and macvlans added up have their TAPs brought
+//! up after that (the data plane must know a macvlan up before its TAP is).
 
 use super::dataplane::{Dataplane, View};
 use super::fastpath::{FastState, Upper};
@@ -12,10 +17,12 @@ use super::lower_refs::LowerRefs;
 // trace and monitor requests (`impl Manager` in manager/observe.rs).
 mod hostaccess;
 mod observe;
+// one rtnetlink socket per namespace.
+mod registry;
 use crate::proto::{
     LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
 use umacvlan_core::engine::{
@@ -51,6 +58,15 @@ struct DevEntry {
     seq: u64,
     /// The CNI attachment it was made for.
     cni: Option<Box<crate::proto::CniAttachment>>,
+}
+
+/// A macvlan added up in this turn, whose TAP comes up in [`Manager::flush`] once the data
+/// plane has been given the view that has it up: its `seq` (which tells it from a later
+/// macvlan given the same id in the same turn) and the request that asked for it.
+#[derive(Clone, Copy)]
+struct PendingUp {
+    seq: u64,
+    op: u64,
 }
 
 /// A system step of `link set` already taken, with what undoes it.
@@ -232,6 +248,24 @@ pub struct Manager {
     fast: Option<FastState>,
     /// Asked by the data planes to re-read multicast lists (see [`super::group_refresh`]).
     group_refresh: Option<Arc<super::group_refresh::GroupRefresh>>,
+    /// Ports changed since the last [`flush`](Self::flush), published there.
+    dirty: BTreeSet<LowerKey>,
+    /// TAPs [`flush`](Self::flush) brings up. Until then, what events say of them is older
+    /// than the engine's state (they were created down) and is not followed.
+    pending_up: BTreeMap<(LowerKey, DevId), PendingUp>,
+    /// Devices whose multicast list may have changed, re-read in [`flush`](Self::flush) with
+    /// one read of each namespace's list.
+    mc_pending: BTreeSet<(Option<NetnsId>, u32)>,
+    /// Requests handled so far (numbers them for [`flush`](Self::flush)'s answers).
+    ops: u64,
+    /// Every macvlan by name, and by its TAP's namespace and ifindex: requests and events look
+    /// devices up by these, and a scan of every port would make each cost O(macvlans).
+    by_name: HashMap<String, (LowerKey, DevId)>,
+    by_tap: HashMap<(Option<NetnsId>, u32), (LowerKey, DevId)>,
+    /// rtnetlink in the namespaces holding TAPs.
+    nsreg: registry::NsRegistry,
+    /// A macvlan left or moved: [`flush`](Self::flush) drops registry entries no longer used.
+    ns_prune: bool,
 }
 
 impl Manager {
@@ -246,11 +280,111 @@ impl Manager {
             monitor: None,
             fast: None,
             group_refresh: None,
+            dirty: BTreeSet::new(),
+            pending_up: BTreeMap::new(),
+            mc_pending: BTreeSet::new(),
+            ops: 0,
+            by_name: HashMap::new(),
+            by_tap: HashMap::new(),
+            nsreg: registry::NsRegistry::default(),
+            ns_prune: false,
         })
     }
 
-    /// Answers one request.
+    /// Answers one request, completely: published and its TAPs up.
     pub fn handle(&mut self, req: Request) -> Response {
+        let (op, mut r) = self.handle_deferred(req);
+        for (o, late) in self.flush() {
+            if o == op {
+                r = late;
+            }
+        }
+        r
+    }
+
+    /// Answers one request, leaving the publication of its changes to [`flush`](Self::flush),
+    /// which the caller must call before sending the answer. Returns the request's number (a
+    /// `flush` failure names it) and the answer.
+    pub fn handle_deferred(&mut self, req: Request) -> (u64, Response) {
+        self.ops += 1;
+        (self.ops, self.handle_one(req))
+    }
+
+    /// Publishes every port changed since the last call (once each), then brings up the TAPs
+    /// of macvlans added up. A TAP that cannot come up takes its macvlan away again; the
+    /// answer of the request that added it becomes that error (returned with the request's
+    /// number). Within a `-batch`, requests after it were already applied by then.
+    pub fn flush(&mut self) -> Vec<(u64, Response)> {
+        self.flush_multicast();
+        for lower in std::mem::take(&mut self.dirty) {
+            self.commit(lower);
+        }
+        let mut failed = Vec::new();
+        for ((lower, id), p) in std::mem::take(&mut self.pending_up) {
+            let Some(pe) = self.ports.get(&lower) else {
+                continue;
+            };
+            if pe.devs.get(&id).is_none_or(|e| e.seq != p.seq) {
+                continue;
+            }
+            if !pe.port.device(id).is_some_and(|d| d.up) {
+                continue;
+            }
+            if let Err(err) = self.bring_up(lower, id) {
+                self.remove(lower, id);
+                failed.push((
+                    p.op,
+                    Response::Error {
+                        errno: err.errno,
+                        message: err.message,
+                    },
+                ));
+            }
+        }
+        if std::mem::take(&mut self.ns_prune) {
+            let live: std::collections::HashSet<NetnsId> = self
+                .ports
+                .values()
+                .flat_map(|pe| {
+                    pe.netns
+                        .iter()
+                        .chain(pe.devs.values().filter_map(|d| d.netns.as_ref()))
+                })
+                .filter_map(|n| n.id().ok())
+                .collect();
+            self.nsreg.retain(&live);
+        }
+        failed
+    }
+
+    /// Brings a new macvlan's TAP up, with a kernel macvlan's qdisc (see [`noqueue_qdisc`]),
+    /// through its namespace's rtnetlink socket.
+    fn bring_up(&mut self, lower: LowerKey, id: DevId) -> OpResult {
+        let e = &self.ports[&lower].devs[&id];
+        let Upper::Tap(_) = &*e.tap else {
+            noqueue_qdisc(&e.tap);
+            return Ok(e.tap.set_up(true)?);
+        };
+        let rtnl = self.nsreg.rtnl(e.netns.as_ref(), &mut self.rtnl)?;
+        if let Err(err) = rtnl.set_root_qdisc_noqueue(e.ifindex) {
+            tracing::warn!("could not give a TAP the noqueue qdisc: {err}");
+        }
+        rtnl.set_link(
+            e.ifindex,
+            &LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Publishes `lower` in the next [`flush`](Self::flush).
+    fn commit_later(&mut self, lower: LowerKey) {
+        self.dirty.insert(lower);
+    }
+
+    fn handle_one(&mut self, req: Request) -> Response {
         let r = match req {
             Request::Hello => {
                 return Response::Hello {
@@ -278,20 +412,62 @@ impl Manager {
     }
 
     fn find(&self, name: &str) -> Option<(LowerKey, DevId)> {
-        self.ports
-            .iter()
-            .find_map(|(l, p)| p.port.device_by_name(name).map(|d| (*l, d.id)))
+        let hit = *self.by_name.get(name)?;
+        let valid = self
+            .ports
+            .get(&hit.0)
+            .and_then(|p| p.port.device(hit.1))
+            .is_some_and(|d| d.name == name);
+        debug_assert!(valid, "name index out of date for {name}");
+        if !valid {
+            return self
+                .ports
+                .iter()
+                .find_map(|(l, p)| p.port.device_by_name(name).map(|d| (*l, d.id)));
+        }
+        Some(hit)
     }
 
     fn find_by_tap(&self, ns: Option<NetnsId>, ifindex: u32) -> Option<(LowerKey, DevId)> {
-        self.ports.iter().find_map(|(l, p)| {
-            p.devs
-                .iter()
-                .find(|(_, d)| {
-                    d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
-                })
-                .map(|(id, _)| (*l, *id))
-        })
+        let hit = *self.by_tap.get(&(ns, ifindex))?;
+        let valid = self
+            .ports
+            .get(&hit.0)
+            .and_then(|p| p.devs.get(&hit.1))
+            .is_some_and(|d| {
+                d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
+            });
+        debug_assert!(valid, "TAP index out of date for {ifindex}");
+        if !valid {
+            return self.ports.iter().find_map(|(l, p)| {
+                p.devs
+                    .iter()
+                    .find(|(_, d)| {
+                        d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
+                    })
+                    .map(|(id, _)| (*l, *id))
+            });
+        }
+        Some(hit)
+    }
+
+    /// Rebuilds [`by_name`](Self::by_name) and [`by_tap`](Self::by_tap) after a change that
+    /// moved TAPs or ports (rare: adds and removes update them in place).
+    fn reindex(&mut self) {
+        self.ns_prune = true;
+        self.by_name.clear();
+        self.by_tap.clear();
+        for (l, p) in &self.ports {
+            for (id, e) in &p.devs {
+                if let Some(d) = p.port.device(*id) {
+                    self.by_name.insert(d.name.clone(), (*l, *id));
+                }
+                self.by_tap.insert(
+                    (e.netns.as_ref().and_then(|n| n.id().ok()), e.ifindex),
+                    (*l, *id),
+                );
+            }
+        }
     }
 
     fn resolve_netns(r: &NetnsRef) -> OpResult<Option<NetnsHandle>> {
@@ -317,11 +493,11 @@ impl Manager {
         })
     }
 
-    fn name_exists(&self, ns: Option<&NetnsHandle>, name: &str) -> OpResult<bool> {
+    fn name_exists(&mut self, ns: Option<&NetnsHandle>, name: &str) -> OpResult<bool> {
         if self.find(name).is_some() {
             return Ok(true);
         }
-        let mut rtnl = RtNetlink::open_in(ns)?;
+        let rtnl = self.nsreg.rtnl(ns, &mut self.rtnl)?;
         match rtnl.get_link_by_name(name) {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
@@ -427,11 +603,17 @@ impl Manager {
         }
         let dev = port.device(id).cloned().expect("just added");
         // Created down and brought up only once the data plane sees it up (below).
-        let tap = match self.fast.as_mut() {
-            Some(f) => Upper::Veth(f.create_upper(ns.as_ref(), &dev, port.carrier())?),
-            None => Upper::Tap(create_tap(ns.as_ref(), &dev, port.carrier())?),
+        let (tap, ifindex) = match self.fast.as_mut() {
+            Some(f) => {
+                let u = Upper::Veth(f.create_upper(ns.as_ref(), &dev, port.carrier())?);
+                let ifindex = u.ifindex()?;
+                (u, ifindex)
+            }
+            None => {
+                let (t, ifindex) = self.create_tap(ns.as_ref(), &dev, port.carrier())?;
+                (Upper::Tap(t), ifindex)
+            }
         };
-        let ifindex = tap.ifindex()?;
         self.seq += 1;
         let entry = DevEntry {
             tap: Arc::new(tap),
@@ -453,26 +635,30 @@ impl Manager {
             }
             return Err(e);
         }
+        let ns_id = entry.netns.as_ref().and_then(|n| n.id().ok());
         let pe = self.ports.get_mut(&lower_key).expect("present");
         pe.devs.insert(id, entry);
         pe.port = port;
-        self.commit(lower_key);
+        self.by_name.insert(name.clone(), (lower_key, id));
+        self.by_tap.insert((ns_id, ifindex), (lower_key, id));
+        self.commit_later(lower_key);
         // As in link_set: the kernel's first frames on the new device (IPv6 DAD, MLD) must
-        // find it up in the data plane.
+        // find it up in the data plane, so its TAP comes up in `flush`, after the publication.
         if dev.up {
-            let tap = self.ports[&lower_key].devs[&id].tap.clone();
-            noqueue_qdisc(&tap);
-            if let Err(e) = tap.set_up(true) {
-                self.remove(lower_key, id);
-                return Err(e.into());
-            }
+            self.pending_up.insert(
+                (lower_key, id),
+                PendingUp {
+                    seq: self.seq,
+                    op: self.ops,
+                },
+            );
         }
         tracing::info!(%name, lower = %lower.name, mode = %dev.mode, mac = %dev.mac, "macvlan added");
         Ok(())
     }
 
     /// `macvlan%d`, the kernel's pick for a nameless macvlan.
-    fn free_name(&self) -> OpResult<String> {
+    fn free_name(&mut self) -> OpResult<String> {
         for i in 0..10_000 {
             let n = format!("macvlan{i}");
             if !self.name_exists(None, &n)? {
@@ -677,7 +863,8 @@ impl Manager {
             self.commit(lower);
         }
         // The engine accepts; now the system, each step undone if a later one fails.
-        match self.apply_link_set(lower, id, s, new_ns, lower_mac, &before, &mut port) {
+        let moves = new_ns.is_some();
+        let r = match self.apply_link_set(lower, id, s, new_ns, lower_mac, &before, &mut port) {
             Ok(()) => {
                 let pe = self.ports.get_mut(&lower).expect("found");
                 pe.port = port;
@@ -692,7 +879,11 @@ impl Manager {
                 self.undo_link_set(lower, id, &before, done);
                 Err(e)
             }
+        };
+        if moves {
+            self.reindex();
         }
+        r
     }
 
     /// The system side of `link set`: the passthru lower's address, the TAP's address, MTU
@@ -865,13 +1056,21 @@ impl Manager {
         let Ok(removed) = pe.port.remove_device(id) else {
             return;
         };
-        let hidden = pe.devs.remove(&id).and_then(|e| e.tap.hidden_ifindex());
+        let gone = pe.devs.remove(&id);
+        let hidden = gone.as_ref().and_then(|e| e.tap.hidden_ifindex());
+        if let Some(e) = &gone {
+            self.by_tap
+                .remove(&(e.netns.as_ref().and_then(|n| n.id().ok()), e.ifindex));
+        }
+        self.by_name.remove(&removed.device.name);
+        self.ns_prune = true;
         tracing::info!(name = %removed.device.name, "macvlan removed");
         if removed.port_empty {
             if let Some(f) = self.fast.as_mut() {
                 f.port_gone(lower.1);
             }
             let pe = self.ports.remove(&lower).expect("present");
+            self.dirty.remove(&lower);
             pe.dp.stop();
             if let Some(mac) = removed.restore_lower_mac {
                 let mut own = pe.rtnl;
@@ -993,6 +1192,29 @@ impl Manager {
         out
     }
 
+    /// Link events read together from namespace `ns`, in order. Of several `New` of one device
+    /// only the last is applied (up to a `Del` of it): the earlier ones describe states it has
+    /// already left (a TAP is created down, then given its address and MTU, then brought up,
+    /// each with its event), and following them would publish those states again.
+    pub fn link_events(&mut self, ns: Option<NetnsId>, evs: &mut Vec<LinkEvent>) {
+        let mut later = std::collections::HashSet::new();
+        let mut keep = vec![true; evs.len()];
+        for (i, ev) in evs.iter().enumerate().rev() {
+            match ev {
+                LinkEvent::New(ls) => keep[i] = later.insert(ls.ifindex),
+                LinkEvent::Del { ifindex, .. } => {
+                    later.remove(ifindex);
+                }
+                LinkEvent::Overrun | LinkEvent::Multicast { .. } => {}
+            }
+        }
+        for (ev, keep) in evs.drain(..).zip(keep) {
+            if keep {
+                self.link_event(ns, ev);
+            }
+        }
+    }
+
     /// A link event from namespace `ns` (`None`: the daemon's).
     pub fn link_event(&mut self, ns: Option<NetnsId>, ev: LinkEvent) {
         match ev {
@@ -1007,7 +1229,10 @@ impl Manager {
                         self.lower_changed(key, &now);
                     }
                 }
-                if let Some((lower, id)) = self.find_by_tap(ns, ls.ifindex) {
+                if let Some((lower, id)) = self
+                    .find_by_tap(ns, ls.ifindex)
+                    .filter(|k| !self.pending_up.contains_key(k))
+                {
                     let fresh_mac = self.ports[&lower].devs[&id].tap.mac().ok();
                     let obs = TapObserved {
                         up: ls.flags & iff::UP != 0,
@@ -1020,7 +1245,7 @@ impl Manager {
                     // Coming up, its stack joined groups (all-hosts, all-nodes): some have
                     // an event of their own, link-level ones with IPv6 off have none.
                     if obs.up {
-                        self.multicast_changed(ns, ls.ifindex);
+                        self.mc_pending.insert((ns, ls.ifindex));
                     }
                 }
             }
@@ -1042,7 +1267,9 @@ impl Manager {
                 }
             }
             LinkEvent::Overrun => self.resync(ns),
-            LinkEvent::Multicast { ifindex } => self.multicast_changed(ns, ifindex),
+            LinkEvent::Multicast { ifindex } => {
+                self.mc_pending.insert((ns, ifindex));
+            }
         }
     }
 
@@ -1061,6 +1288,7 @@ impl Manager {
             .ports
             .iter()
             .flat_map(|(l, p)| p.devs.keys().map(move |id| (*l, *id)))
+            .filter(|k| !self.pending_up.contains_key(k))
             .collect();
         for (l, id) in devs {
             let Some(e) = self.ports.get(&l).and_then(|p| p.devs.get(&id)) else {
@@ -1135,6 +1363,7 @@ impl Manager {
                 }
             }
             pe.dp.stop();
+            self.reindex();
         }
     }
 
@@ -1215,6 +1444,8 @@ impl Manager {
         pe.netns = ns;
         pe.rtnl = rtnl;
         self.ports.insert(key, pe);
+        self.dirty.remove(&old);
+        self.reindex();
         // Its state there (down after the move), the memberships back on the new socket.
         self.lower_changed(key, &ls);
     }
@@ -1232,6 +1463,7 @@ impl Manager {
             };
             if here {
                 e.ifindex = ifindex;
+                self.reindex();
                 return;
             }
         }
@@ -1254,6 +1486,7 @@ impl Manager {
                     .and_then(|n| n.name().ok().flatten())
                     .map(NetnsRef::Name);
                 tracing::info!(ifindex = e.ifindex, "macvlan moved to another namespace");
+                self.reindex();
             }
             _ => self.remove(lower, id),
         }
@@ -1265,9 +1498,22 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
-        let Some(before) = pe.port.device(id).cloned() else {
+        let Some(before) = pe.port.device(id) else {
             return;
         };
+        // Most events are the echo of our own changes: nothing to follow.
+        if (obs.mac, obs.mtu, obs.up, obs.promisc, obs.allmulti)
+            == (
+                before.mac,
+                before.mtu,
+                before.up,
+                before.promisc,
+                before.allmulti,
+            )
+        {
+            return;
+        }
+        let before = before.clone();
         let mut port = pe.port.clone();
         let mut lower_mac = None;
         if obs.mac != before.mac && obs.mac.is_valid_unicast() {
@@ -1326,7 +1572,7 @@ impl Manager {
             }
         }
         if after != before {
-            self.commit(lower);
+            self.commit_later(lower);
         }
     }
 
@@ -1359,6 +1605,68 @@ impl Manager {
                 self.commit(key);
             }
         }
+    }
+
+    /// [`multicast_changed`](Self::multicast_changed) for every device queued by events since
+    /// the last flush, with one read of each namespace's lists however many devices changed
+    /// there (each read formats every device of the namespace). Marks the ports changed.
+    fn flush_multicast(&mut self) {
+        let pending = std::mem::take(&mut self.mc_pending);
+        let mut by_ns: BTreeMap<Option<NetnsId>, Vec<u32>> = BTreeMap::new();
+        for (ns, ifindex) in pending {
+            by_ns.entry(ns).or_default().push(ifindex);
+        }
+        for (ns, ifindexes) in by_ns {
+            let handle = match ns {
+                None => None,
+                Some(id) => match self.netns_handle(id) {
+                    Some(h) => Some(h),
+                    // Nothing of ours lives there any more.
+                    None => continue,
+                },
+            };
+            let Ok(table) = umacvlan_io::netlink::multicast_table_in(handle.as_ref()) else {
+                continue;
+            };
+            let list = |ifindex: u32| {
+                let mut g = table.get(&ifindex).cloned().unwrap_or_default();
+                g.sort_unstable();
+                g.dedup();
+                g
+            };
+            for ifindex in ifindexes {
+                if let Some((lower, id)) = self.find_by_tap(ns, ifindex) {
+                    let pe = self.ports.get_mut(&lower).expect("present");
+                    if pe.port.device(id).is_some_and(|d| d.up) {
+                        let g = list(ifindex);
+                        if pe.port.device(id).is_some_and(|d| d.mc_list != g) {
+                            let _ = pe.port.set_mc_list(id, g);
+                            self.dirty.insert(lower);
+                        }
+                    }
+                }
+                let key = (ns, ifindex);
+                if let Some(pe) = self.ports.get_mut(&key) {
+                    let g = list(ifindex);
+                    if g != pe.port.lower().mc_list {
+                        pe.port.lower_mc_list_changed(g);
+                        self.dirty.insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A handle of namespace `id` taken from a TAP or a lower of ours living there.
+    fn netns_handle(&self, id: NetnsId) -> Option<NetnsHandle> {
+        self.ports.values().find_map(|pe| {
+            let taps = pe.devs.values().filter_map(|d| d.netns.as_ref());
+            pe.netns
+                .iter()
+                .chain(taps)
+                .find(|n| n.id().ok() == Some(id))
+                .and_then(|n| n.try_clone().ok())
+        })
     }
 
     /// Re-reads the multicast lists of the TAPs and lowers (there is no event for them): one
@@ -1526,26 +1834,45 @@ fn netns_text(r: &NetnsRef) -> String {
     }
 }
 
-/// Creates a macvlan's TAP with its MAC, MTU and carrier, down (the caller brings it up once
-/// the data plane knows it).
-fn create_tap(ns: Option<&NetnsHandle>, dev: &Device, carrier: bool) -> OpResult<Tap> {
-    // Vnet headers on both sides: partial checksums and GSO super-frames pass through.
-    let tap = Tap::create_in(
-        ns,
-        &dev.name,
-        TapOptions {
-            vnet_hdr: true,
-            multi_queue: false,
-        },
-    )?;
-    tap.set_mac(dev.mac)?;
-    tap.set_mtu(dev.mtu)?;
-    // A TAP is born with carrier on, a state linkwatch never computed an operstate for
-    // (`ip` shows `state UNKNOWN`): one transition has it computed (`UP`), as for a kernel
-    // macvlan.
-    tap.set_carrier(false)?;
-    tap.set_carrier(carrier)?;
-    Ok(tap)
+impl Manager {
+    /// Creates a macvlan's TAP with its MAC, MTU and carrier, down (the caller brings it up
+    /// once the data plane knows it); returns it with its ifindex.
+    fn create_tap(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        dev: &Device,
+        carrier: bool,
+    ) -> OpResult<(Tap, u32)> {
+        // Vnet headers on both sides: partial checksums and GSO super-frames pass through.
+        let tap = Tap::create_in(
+            ns,
+            &dev.name,
+            TapOptions {
+                vnet_hdr: true,
+                multi_queue: false,
+            },
+        )?;
+        tap.set_mac(dev.mac)?;
+        // Through the namespace's socket: the TAP's own ioctls would need a socket made
+        // there for each call.
+        let rtnl = self.nsreg.rtnl(ns, &mut self.rtnl)?;
+        let l = rtnl.get_link_by_name(&dev.name)?;
+        if l.mtu != dev.mtu {
+            rtnl.set_link(
+                l.ifindex,
+                &LinkChange {
+                    mtu: Some(dev.mtu),
+                    ..Default::default()
+                },
+            )?;
+        }
+        // A TAP is born with carrier on, a state linkwatch never computed an operstate for
+        // (`ip` shows `state UNKNOWN`): one transition has it computed (`UP`), as for a
+        // kernel macvlan.
+        tap.set_carrier(false)?;
+        tap.set_carrier(carrier)?;
+        Ok((tap, l.ifindex))
+    }
 }
 
 /// Gives the TAP a kernel macvlan's `noqueue` root qdisc as it comes up (a kernel macvlan,

@@ -322,6 +322,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         let mut stop = false;
         // Answers wait until the state file holding their changes is durable (below).
         let mut answers = Vec::new();
+        // The number the manager gave each request (see `Manager::flush`).
+        let mut ops: Vec<Option<u64>> = Vec::new();
         // Whether the configuration may have changed this turn: only then is it rebuilt and
         // compared with the saved one (an O(N) walk; the stats tree asks for a show every
         // second, and the multicast poll runs twice a second).
@@ -337,6 +339,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                                 | crate::proto::Request::LinkDel { .. }
                                 | crate::proto::Request::Reload
                         );
+                        let mut op = None;
                         let r = reply.apply(|| match (req, config_file.as_mut()) {
                             (crate::proto::Request::Reload, Some(c)) => {
                                 reload(&mut mgr, c, Some(&notifier))
@@ -347,9 +350,14 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                                     message: Some("the daemon was started without --config".into()),
                                 }
                             }
-                            (req, _) => mgr.handle(req),
+                            (req, _) => {
+                                let (o, r) = mgr.handle_deferred(req);
+                                op = Some(o);
+                                r
+                            }
                         });
                         answers.push((reply, r));
+                        ops.push(op);
                     }
                 }
                 TOKEN_SIGNAL => stop = true,
@@ -373,11 +381,15 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                     let ns = *ns;
                     link_events.clear();
                     let _ = m.recv_events(&mut link_events);
-                    for ev in link_events.drain(..) {
-                        touched = true;
-                        mgr.link_event(ns, ev);
-                    }
+                    touched |= !link_events.is_empty();
+                    mgr.link_events(ns, &mut link_events);
                 }
+            }
+        }
+        // Everything queued is applied: publish each changed port once, bring new TAPs up.
+        for (op, late) in mgr.flush() {
+            if let Some(i) = ops.iter().position(|o| *o == Some(op)) {
+                answers[i].1 = late;
             }
         }
         notifier.watchdog_tick();
@@ -436,6 +448,8 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
             }
         }
+        // What the resyncs of newly watched namespaces found (no request is pending now).
+        let _ = mgr.flush();
         mgr.sync_guardian();
         if let Some(p) = args.state.as_ref().filter(|_| touched || unsaved) {
             let now = mgr.config();

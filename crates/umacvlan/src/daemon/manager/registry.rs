@@ -1,0 +1,37 @@
+//! One rtnetlink socket per namespace holding macvlans, opened once: a socket in another
+//! namespace is made by the namespace broker (a round trip to another process), which cost
+//! several trips per `link add` when each step opened its own.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use umacvlan_io::netlink::RtNetlink;
+use umacvlan_io::netns::{NetnsHandle, NetnsId};
+
+/// The sockets, by namespace. An entry keeps its namespace alive, so entries of namespaces
+/// where nothing of ours lives any more are dropped ([`retain`](Self::retain)).
+#[derive(Default)]
+pub(super) struct NsRegistry {
+    rtnl: HashMap<NetnsId, RtNetlink>,
+}
+
+impl NsRegistry {
+    /// rtnetlink in `ns`; `own` (the daemon's namespace's) for `None`.
+    pub(super) fn rtnl<'a>(
+        &'a mut self,
+        ns: Option<&NetnsHandle>,
+        own: &'a mut RtNetlink,
+    ) -> io::Result<&'a mut RtNetlink> {
+        let Some(h) = ns else {
+            return Ok(own);
+        };
+        Ok(match self.rtnl.entry(h.id()?) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(RtNetlink::open_in(Some(h))?),
+        })
+    }
+
+    /// Keeps the entries of the namespaces in `live` only.
+    pub(super) fn retain(&mut self, live: &HashSet<NetnsId>) {
+        self.rtnl.retain(|id, _| live.contains(id));
+    }
+}
