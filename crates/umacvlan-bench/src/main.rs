@@ -177,6 +177,7 @@ fn main() {
             }
             if no_control {
                 cfg.ctl_counts.clear();
+                cfg.users.clear();
             }
             if no_scale {
                 cfg.scale_points.clear();

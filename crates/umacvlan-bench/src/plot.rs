@@ -92,6 +92,9 @@ pub fn files(r: &Results) -> Vec<String> {
     if r.samples.iter().any(|s| s.metric == "create_up_ms") {
         v.push("control_plane.svg".into());
     }
+    if r.samples.iter().any(|s| s.metric == "users_create_ms") {
+        v.push("control_users.svg".into());
+    }
     if r.samples.iter().any(|s| s.metric.starts_with("scale_")) {
         v.push("scale.svg".into());
     }
@@ -127,10 +130,107 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, String> {
     if made.iter().any(|f| f == "control_plane.svg") {
         control(r, &dir.join("control_plane.svg"))?;
     }
+    if made.iter().any(|f| f == "control_users.svg") {
+        control_users(r, &dir.join("control_users.svg"))?;
+    }
     if made.iter().any(|f| f == "scale.svg") {
         scaling(r, &dir.join("scale.svg"))?;
     }
     Ok(made)
+}
+
+/// The users' control-plane test: milliseconds per block of 100 adds against the number of
+/// macvlans made so far (flat is what the issue asks), per method, median over repetitions.
+fn control_users(r: &Results, path: &Path) -> Result<(), String> {
+    let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for m in crate::runner::USERS_METHODS {
+        let sys = format!("users-{m}");
+        let blocks: Vec<Vec<f64>> = r
+            .runs
+            .iter()
+            .filter(|x| x["part"] == "control-users" && x["system"] == sys.as_str())
+            .filter_map(|x| {
+                x["detail"]["blocks_ms"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            })
+            .collect();
+        let len = blocks.iter().map(Vec::len).min().unwrap_or(0);
+        let pts: Vec<(f64, f64)> = (0..len)
+            .filter_map(|i| {
+                let v: Vec<f64> = blocks.iter().map(|b| b[i]).collect();
+                crate::stats::summarize(&v).map(|s| (((i + 1) * 100) as f64, s.median))
+            })
+            .collect();
+        if !pts.is_empty() {
+            lines.push((m.to_string(), pts));
+        }
+    }
+    let all: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let (ylo, yhi) = log_range(
+        all.iter().copied().fold(f64::MAX, f64::min),
+        all.iter().copied().fold(0.0, f64::max),
+    );
+    let xhi = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+        .fold(100.0, f64::max);
+    let root = SVGBackend::new(path, (820, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Control plane as users run it: each block of 100 adds",
+            (FONT, 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xhi + 50.0, (ylo..yhi).log_scale())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("macvlans made (end of the block)")
+        .y_desc("ms per 100 (lower is better)")
+        .light_line_style(WHITE)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| num(*y))
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(e)?;
+    let colors = [
+        RGBColor(90, 90, 90),
+        RGBColor(170, 170, 170),
+        RGBColor(31, 119, 180),
+        RGBColor(23, 190, 207),
+        RGBColor(214, 39, 40),
+    ];
+    for (i, (m, pts)) in lines.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+            .map_err(e)?
+            .label(m.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()
+        .map_err(e)?;
+    root.present().map_err(e)?;
+    Ok(())
 }
 
 fn e<E: std::fmt::Debug>(x: E) -> String {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::cmd;
 use crate::control::{self, Method};
+use crate::ctlscale;
 use crate::measure::{self, Params, Test};
 use crate::report::{Results, SystemStatus};
 use crate::scale;
@@ -39,6 +40,9 @@ impl Mode {
     }
 }
 
+/// The methods of the users' control-plane test (see [`ctlscale`]).
+pub const USERS_METHODS: [&str; 5] = ["kernel-batch", "kernel-each", "pipelined", "client", "cli"];
+
 /// Everything a run needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -56,6 +60,11 @@ pub struct Config {
     pub ctl_counts: Vec<usize>,
     /// Control-plane repetitions.
     pub ctl_reps: u32,
+    /// The control plane as users run it ([`ctlscale`]): (N macvlans, K namespaces) each
+    /// (empty: skip).
+    pub users: Vec<(usize, usize)>,
+    /// Its methods, interleaved per repetition (see [`ctlscale`]).
+    pub users_methods: Vec<String>,
     /// Scaling points (total macvlans on the lower; empty: skip).
     pub scale_points: Vec<usize>,
     /// Scaling repetitions.
@@ -166,8 +175,20 @@ impl Config {
             params,
             systems,
             tests,
-            ctl_counts: ctl,
+            // The one-namespace test above stops at 100 in the quick run: at 1000, the test
+            // below measures the same thing as users run it.
+            ctl_counts: if mode == Mode::Quick {
+                vec![1, 100]
+            } else {
+                ctl
+            },
             ctl_reps: side_reps,
+            users: if mode == Mode::Smoke {
+                vec![]
+            } else {
+                vec![(1000, 10)]
+            },
+            users_methods: USERS_METHODS.iter().map(|m| m.to_string()).collect(),
             scale_points,
             scale_reps: side_reps,
             scale_params,
@@ -210,6 +231,8 @@ pub fn run(cfg: &Config) -> Result<Results, String> {
             "tests": cfg.tests.iter().map(|t| t.id()).collect::<Vec<_>>(),
             "control_counts": cfg.ctl_counts,
             "control_reps": cfg.ctl_reps,
+            "control_users": cfg.users,
+            "control_users_methods": cfg.users_methods,
             "scale_points": cfg.scale_points,
             "scale_reps": cfg.scale_reps,
             "scale_params": cfg.scale_params,
@@ -395,6 +418,62 @@ fn phases(cfg: &Config, r: &mut Results, log: &dyn Fn(&str)) -> Result<(), Strin
                                 m.id()
                             ));
                             r.errors.push(json!({"part": "control", "system": m.id(), "test": "create_up", "n": n, "rep": rep, "error": e}));
+                        }
+                    }
+                }
+            }
+            let _ = r.save(&cfg.out);
+        }
+    }
+
+    // Control plane as users run it: N over K namespaces, `--state` on, teardown timed.
+    if !cfg.users.is_empty() && !cfg.users_methods.is_empty() {
+        let ms = &cfg.users_methods;
+        for rep in 0..cfg.ctl_reps {
+            for &(n, k) in &cfg.users {
+                for j in 0..ms.len() {
+                    cmd::check()?;
+                    let m = &ms[(j + rep as usize) % ms.len()];
+                    let sys = format!("users-{m}");
+                    match ctlscale::run_one(m, n, k, &cfg.umacvlan, "umacvlan") {
+                        Ok(c) => {
+                            log(&format!(
+                                "control (users) rep {}/{}: {m} N={n} K={k}: create {:.0} ms, delete {:.0} ms",
+                                rep + 1,
+                                cfg.ctl_reps,
+                                c.create_ms,
+                                c.delete_ms
+                            ));
+                            let first = c.blocks_ms.first().copied();
+                            let last = c.blocks_ms.last().copied();
+                            for (metric, v) in [
+                                ("users_create_ms", Some(c.create_ms)),
+                                ("users_delete_ms", Some(c.delete_ms)),
+                                ("users_stop_ms", c.stop_ms),
+                                ("users_first100_ms", first),
+                                ("users_last100_ms", last),
+                                ("users_growth", first.zip(last).map(|(f, l)| l / f)),
+                            ] {
+                                if let Some(value) = v {
+                                    r.samples.push(Sample {
+                                        system: sys.clone(),
+                                        metric: metric.into(),
+                                        n: Some(n as u64),
+                                        rep,
+                                        value,
+                                    });
+                                }
+                            }
+                            r.runs.push(json!({"part": "control-users", "system": sys, "test": "create_up_delete", "n": n, "k": k, "rep": rep, "detail": c}));
+                        }
+                        Err(e) => {
+                            cmd::check()?;
+                            log(&format!(
+                                "control (users) rep {}/{}: {m} N={n} failed: {e}",
+                                rep + 1,
+                                cfg.ctl_reps
+                            ));
+                            r.errors.push(json!({"part": "control-users", "system": sys, "test": "create_up_delete", "n": n, "rep": rep, "error": e}));
                         }
                     }
                 }
