@@ -200,6 +200,37 @@ proptest! {
         }
     }
 
+    /// A device added (and opened) then taken back with `undo_add` leaves the port exactly as
+    /// it was (the daemon's `link add` does so when the TAP cannot be made).
+    #[test]
+    fn undo_add_takes_the_port_back(
+        plans in prop::collection::vec(dev_plan(), 1..5),
+        m in 0u8..8, raw in 0u32..40, up in any::<bool>(), bclim in prop::option::of(-3i32..3),
+        sources in any::<bool>(),
+    ) {
+        let (mut p, _) = build(&plans, 1);
+        let before = p.clone();
+        let undo = p.add_undo_point();
+        let req = NewDevice {
+            name: "x".into(),
+            mac: Some(pool(m)),
+            mtu: None,
+            attrs: MacvlanAttrs {
+                mode: Some(raw),
+                bclim,
+                macaddr: sources.then(|| MacAddrOp::Add(pool(m))),
+                ..Default::default()
+            },
+        };
+        if let Ok(id) = p.add_device(&req, 7) {
+            if up {
+                let _ = p.open(id);
+            }
+            p.undo_add(id, undo);
+        }
+        prop_assert_eq!(&p, &before);
+    }
+
     /// The snapshot's MAC table agrees with a plain map.
     #[test]
     fn mac_table_agrees_with_a_map(keys in prop::collection::hash_set(any::<u64>(), 0..300), probe in any::<u64>()) {

@@ -46,7 +46,9 @@ mod types;
 pub use bcqueue::BcQueue;
 pub use counters::{DevCounters, PortCounters};
 pub use defrag::{Defrag, DefragLimits, Defragmenter};
-pub use port::{DevId, Device, LowerFilters, LowerMacCause, LowerState, MacChange, Port, Removed};
+pub use port::{
+    AddUndo, DevId, Device, LowerFilters, LowerMacCause, LowerState, MacChange, Port, Removed,
+};
 pub use snapshot::{
     rx_rule, tx_rule, BcSource, Delivery, DevSnap, PortSnapshot, RxOutcome, RxReason, Trace,
     TraceLine, TxOutcome, TxReason,

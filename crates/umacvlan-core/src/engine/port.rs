@@ -222,6 +222,16 @@ pub struct LowerFilters {
     pub allmulti: u32,
 }
 
+/// The port's state before an [`add_device`](Port::add_device), for
+/// [`undo_add`](Port::undo_add).
+#[derive(Clone, Copy, Debug)]
+pub struct AddUndo {
+    bc_cutoff: i32,
+    passthru: bool,
+    filters_live: bool,
+    seq: u64,
+}
+
 /// The port: the lower device and the macvlans on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
@@ -496,6 +506,28 @@ impl Port {
         }
         self.devices.push(dev);
         Ok(id)
+    }
+
+    /// Where [`undo_add`](Self::undo_add) takes the port back to: taken before
+    /// [`add_device`](Self::add_device), so that a caller whose system side then fails can take
+    /// the new device back without having copied the whole port.
+    pub fn add_undo_point(&self) -> AddUndo {
+        AddUndo {
+            bc_cutoff: self.bc_cutoff,
+            passthru: self.passthru,
+            filters_live: self.filters_live,
+            seq: self.seq,
+        }
+    }
+
+    /// Takes back device `id`, added (and perhaps opened) since `undo` was taken with nothing
+    /// else changed in between: the port is then as it was.
+    pub fn undo_add(&mut self, id: DevId, undo: AddUndo) {
+        self.devices.retain(|d| d.id != id);
+        self.bc_cutoff = undo.bc_cutoff;
+        self.passthru = undo.passthru;
+        self.filters_live = undo.filters_live;
+        self.seq = undo.seq;
     }
 
     /// `macvlan_dellink` (+ `macvlan_stop` when up, + `macvlan_port_destroy` with the last one).

@@ -266,6 +266,9 @@ pub struct Manager {
     nsreg: registry::NsRegistry,
     /// A macvlan left or moved: [`flush`](Self::flush) drops registry entries no longer used.
     ns_prune: bool,
+    /// The daemon's namespace (this thread never leaves it), known once rather than opened
+    /// for every request that names a namespace.
+    own_ns: Option<NetnsId>,
 }
 
 impl Manager {
@@ -288,6 +291,7 @@ impl Manager {
             by_tap: HashMap::new(),
             nsreg: registry::NsRegistry::default(),
             ns_prune: false,
+            own_ns: NetnsHandle::current().and_then(|h| h.id()).ok(),
         })
     }
 
@@ -470,7 +474,7 @@ impl Manager {
         }
     }
 
-    fn resolve_netns(r: &NetnsRef) -> OpResult<Option<NetnsHandle>> {
+    fn resolve_netns(&self, r: &NetnsRef) -> OpResult<Option<NetnsHandle>> {
         let h = match r {
             NetnsRef::Name(n) if n.contains('/') => NetnsHandle::from_path(n),
             NetnsRef::Name(n) => NetnsHandle::from_name(n),
@@ -486,11 +490,11 @@ impl Manager {
             },
         })?;
         // The daemon's own namespace is kept as `None`.
-        Ok(if h.is_current().unwrap_or(false) {
-            None
-        } else {
-            Some(h)
-        })
+        let own = match self.own_ns {
+            Some(id) => h.id().ok() == Some(id),
+            None => h.is_current().unwrap_or(false),
+        };
+        Ok(if own { None } else { Some(h) })
     }
 
     fn name_exists(&mut self, ns: Option<&NetnsHandle>, name: &str) -> OpResult<bool> {
@@ -564,7 +568,7 @@ impl Manager {
             return Err(errno(Errno::EINVAL));
         }
         let lower_ns = match &a.lower_netns {
-            Some(r) => Self::resolve_netns(r)?,
+            Some(r) => self.resolve_netns(r)?,
             None => None,
         };
         let (lower_key, lower) = self.resolve_lower(lower_ns.as_ref(), &a.lower)?;
@@ -577,15 +581,17 @@ impl Manager {
                     .is_some_and(|p| p.netns.is_some()),
         )?;
         let ns = match &a.netns {
-            Some(r) => Self::resolve_netns(r)?,
+            Some(r) => self.resolve_netns(r)?,
             None => None,
         };
         if self.name_exists(ns.as_ref(), &name)? {
             return Err(errno(Errno::EEXIST));
         }
-        let mut port = match self.ports.get(&lower_key) {
-            Some(p) => p.port.clone(),
-            None => Port::create(lower_state_in(lower_ns.as_ref(), &lower))?,
+        // A new port is made aside; an existing one is changed in place (copying it would cost
+        // O(macvlans) per add) and taken back with `undo_add` if the system refuses.
+        let mut fresh = match self.ports.contains_key(&lower_key) {
+            true => None,
+            false => Some(Port::create(lower_state_in(lower_ns.as_ref(), &lower))?),
         };
         let req = NewDevice {
             name: name.clone(),
@@ -597,21 +603,43 @@ impl Manager {
                 .or((lower.mtu > umacvlan_io::tap::MAX_MTU).then_some(umacvlan_io::tap::MAX_MTU)),
             attrs: a.macvlan.clone(),
         };
-        let id = port.add_device(&req, random_u64())?;
-        if a.up {
-            port.open(id)?;
-        }
-        let dev = port.device(id).cloned().expect("just added");
-        // Created down and brought up only once the data plane sees it up (below).
-        let (tap, ifindex) = match self.fast.as_mut() {
-            Some(f) => {
-                let u = Upper::Veth(f.create_upper(ns.as_ref(), &dev, port.carrier())?);
-                let ifindex = u.ifindex()?;
-                (u, ifindex)
+        let (id, undo, dev, carrier) = {
+            let port = match fresh.as_mut() {
+                Some(p) => p,
+                None => &mut self.ports.get_mut(&lower_key).expect("present").port,
+            };
+            let undo = port.add_undo_point();
+            let id = port.add_device(&req, random_u64())?;
+            if a.up {
+                if let Err(e) = port.open(id) {
+                    port.undo_add(id, undo);
+                    return Err(e.into());
+                }
             }
-            None => {
-                let (t, ifindex) = self.create_tap(ns.as_ref(), &dev, port.carrier())?;
-                (Upper::Tap(t), ifindex)
+            let dev = port.device(id).cloned().expect("just added");
+            (id, undo, dev, port.carrier())
+        };
+        // Created down and brought up only once the data plane sees it up (see `flush`).
+        let made = match self.fast.as_mut() {
+            Some(f) => f
+                .create_upper(ns.as_ref(), &dev, carrier)
+                .map_err(OpError::from)
+                .and_then(|v| {
+                    let u = Upper::Veth(v);
+                    let ifindex = u.ifindex()?;
+                    Ok((u, ifindex))
+                }),
+            None => self
+                .create_tap(ns.as_ref(), &dev, carrier)
+                .map(|(t, ifindex)| (Upper::Tap(t), ifindex)),
+        };
+        let (tap, ifindex) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(pe) = self.ports.get_mut(&lower_key) {
+                    pe.port.undo_add(id, undo);
+                }
+                return Err(e);
             }
         };
         self.seq += 1;
@@ -623,22 +651,32 @@ impl Manager {
             seq: self.seq,
             cni: a.cni.clone(),
         };
-        if !self.ports.contains_key(&lower_key) {
-            let pe = self.start_port(lower_key.1, port.clone(), lower_ns, a.lower_netns.clone())?;
+        if let Some(port) = fresh {
+            let pe = self.start_port(lower_key.1, port, lower_ns, a.lower_netns.clone())?;
             self.ports.insert(lower_key, pe);
         }
-        if let Err(e) = self.ensure_host(lower_key, &port) {
-            // Nothing published yet: the TAP goes with `entry`, a port made for it with it.
-            if self.ports[&lower_key].devs.is_empty() {
-                let pe = self.ports.remove(&lower_key).expect("present");
-                pe.dp.stop();
+        // The host path is made (or widened) before the port with this macvlan is published;
+        // `ensure_host` reads the port's next state, copied only for a port that wants it.
+        let next = {
+            let pe = &self.ports[&lower_key];
+            hostaccess::wants_host(&pe.port).then(|| pe.port.clone())
+        };
+        if let Some(next) = next {
+            if let Err(e) = self.ensure_host(lower_key, &next) {
+                // Nothing published yet: the TAP goes with `entry`, a port made for it with it.
+                let pe = self.ports.get_mut(&lower_key).expect("present");
+                if pe.devs.is_empty() {
+                    let pe = self.ports.remove(&lower_key).expect("present");
+                    pe.dp.stop();
+                } else {
+                    pe.port.undo_add(id, undo);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         let ns_id = entry.netns.as_ref().and_then(|n| n.id().ok());
         let pe = self.ports.get_mut(&lower_key).expect("present");
         pe.devs.insert(id, entry);
-        pe.port = port;
         self.by_name.insert(name.clone(), (lower_key, id));
         self.by_tap.insert((ns_id, ifindex), (lower_key, id));
         self.commit_later(lower_key);
@@ -818,7 +856,7 @@ impl Manager {
     fn link_set(&mut self, s: &LinkSet) -> OpResult {
         let (lower, id) = self.find(&s.name).ok_or(errno(Errno::ENODEV))?;
         let new_ns = match &s.netns {
-            Some(r) => Some(Self::resolve_netns(r)?),
+            Some(r) => Some(self.resolve_netns(r)?),
             None => None,
         };
         if let Some(ns) = &new_ns {

@@ -31,7 +31,7 @@ fn unsupported(message: &str) -> OpError {
     }
 }
 
-fn wants_host(port: &Port) -> bool {
+pub(super) fn wants_host(port: &Port) -> bool {
     port.devices().iter().any(|d| d.hostaccess)
 }
 
