@@ -42,6 +42,7 @@ pub use netlink::{
     LinkEvent, LinkMonitor, LinkState, NetlinkError, NlResult, OperState, RtNetlink,
 };
 pub use netns::{name_of, open_in, socket_in, Broker, NetnsHandle, NetnsId};
+pub use sys::raise_nofile_limit;
 pub use tap::{Tap, TapOptions};
 pub use umacvlan_core::wire::MacAddr;
 

@@ -467,3 +467,21 @@ pub(crate) fn open(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<Owne
     // SAFETY: `path` is a NUL-terminated string alive for the call.
     owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })
 }
+
+/// Raises the soft limit of open files to the hard one and returns it: the daemon holds one
+/// TAP descriptor per macvlan, and a service's default soft limit (1024 under systemd) would
+/// stop it at a few hundred.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit, read above; only the soft limit changed.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(lim.rlim_cur)
+}

@@ -48,8 +48,8 @@ pub struct ManagerOptions {
 /// One macvlan's system side.
 struct DevEntry {
     tap: Arc<Upper>,
-    /// The namespace the TAP lives in; `None`: the daemon's.
-    netns: Option<NetnsHandle>,
+    /// The namespace the TAP lives in; `None`: the daemon's. Shared by the macvlans there.
+    netns: Option<Arc<NetnsHandle>>,
     /// How the namespace was named when the macvlan was placed there (for the state file).
     netns_ref: Option<NetnsRef>,
     /// The TAP's ifindex in its namespace.
@@ -74,7 +74,7 @@ enum LinkSetStep {
     /// The passthru lower's address was changed from this one.
     LowerMac(MacAddr),
     /// The TAP moved out of this namespace (and its name for the state file).
-    Moved(Option<NetnsHandle>, Option<NetnsRef>),
+    Moved(Option<Arc<NetnsHandle>>, Option<NetnsRef>),
     /// The TAP's address, MTU and state were (perhaps partly) set.
     TapSynced,
 }
@@ -352,7 +352,7 @@ impl Manager {
                 .flat_map(|pe| {
                     pe.netns
                         .iter()
-                        .chain(pe.devs.values().filter_map(|d| d.netns.as_ref()))
+                        .chain(pe.devs.values().filter_map(|d| d.netns.as_deref()))
                 })
                 .filter_map(|n| n.id().ok())
                 .collect();
@@ -369,7 +369,7 @@ impl Manager {
             noqueue_qdisc(&e.tap);
             return Ok(e.tap.set_up(true)?);
         };
-        let rtnl = self.nsreg.rtnl(e.netns.as_ref(), &mut self.rtnl)?;
+        let rtnl = self.nsreg.rtnl(e.netns.as_deref(), &mut self.rtnl)?;
         if let Err(err) = rtnl.set_root_qdisc_noqueue(e.ifindex) {
             tracing::warn!("could not give a TAP the noqueue qdisc: {err}");
         }
@@ -439,7 +439,7 @@ impl Manager {
             .get(&hit.0)
             .and_then(|p| p.devs.get(&hit.1))
             .is_some_and(|d| {
-                d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
+                d.ifindex == ifindex && d.netns.as_deref().and_then(|n| n.id().ok()) == ns
             });
         debug_assert!(valid, "TAP index out of date for {ifindex}");
         if !valid {
@@ -447,7 +447,7 @@ impl Manager {
                 p.devs
                     .iter()
                     .find(|(_, d)| {
-                        d.ifindex == ifindex && d.netns.as_ref().and_then(|n| n.id().ok()) == ns
+                        d.ifindex == ifindex && d.netns.as_deref().and_then(|n| n.id().ok()) == ns
                     })
                     .map(|(id, _)| (*l, *id))
             });
@@ -467,7 +467,7 @@ impl Manager {
                     self.by_name.insert(d.name.clone(), (*l, *id));
                 }
                 self.by_tap.insert(
-                    (e.netns.as_ref().and_then(|n| n.id().ok()), e.ifindex),
+                    (e.netns.as_deref().and_then(|n| n.id().ok()), e.ifindex),
                     (*l, *id),
                 );
             }
@@ -643,9 +643,13 @@ impl Manager {
             }
         };
         self.seq += 1;
+        let netns = match ns {
+            Some(h) => Some(self.nsreg.share(h)?),
+            None => None,
+        };
         let entry = DevEntry {
             tap: Arc::new(tap),
-            netns: ns,
+            netns,
             netns_ref: a.netns.clone(),
             ifindex,
             seq: self.seq,
@@ -674,7 +678,7 @@ impl Manager {
                 return Err(e);
             }
         }
-        let ns_id = entry.netns.as_ref().and_then(|n| n.id().ok());
+        let ns_id = entry.netns.as_deref().and_then(|n| n.id().ok());
         let pe = self.ports.get_mut(&lower_key).expect("present");
         pe.devs.insert(id, entry);
         self.by_name.insert(name.clone(), (lower_key, id));
@@ -978,7 +982,7 @@ impl Manager {
                 Some(h) => h.try_clone()?,
                 None => NetnsHandle::current()?,
             };
-            RtNetlink::open_in(entry.netns.as_ref())?.set_link(
+            RtNetlink::open_in(entry.netns.as_deref())?.set_link(
                 entry.ifindex,
                 &LinkChange {
                     netns: Some(&target),
@@ -990,7 +994,7 @@ impl Manager {
         if let Err(e) = moved {
             return Err((e, done));
         }
-        let from = std::mem::replace(&mut entry.netns, ns);
+        let from = std::mem::replace(&mut entry.netns, ns.map(Arc::new));
         let from_ref = std::mem::replace(
             &mut entry.netns_ref,
             s.netns.clone().filter(|_| entry.netns.is_some()),
@@ -1036,7 +1040,7 @@ impl Manager {
                             Some(h) => h.try_clone()?,
                             None => NetnsHandle::current()?,
                         };
-                        RtNetlink::open_in(e.netns.as_ref())?.set_link(
+                        RtNetlink::open_in(e.netns.as_deref())?.set_link(
                             e.ifindex,
                             &LinkChange {
                                 netns: Some(&target),
@@ -1098,7 +1102,7 @@ impl Manager {
         let hidden = gone.as_ref().and_then(|e| e.tap.hidden_ifindex());
         if let Some(e) = &gone {
             self.by_tap
-                .remove(&(e.netns.as_ref().and_then(|n| n.id().ok()), e.ifindex));
+                .remove(&(e.netns.as_deref().and_then(|n| n.id().ok()), e.ifindex));
         }
         self.by_name.remove(&removed.device.name);
         self.ns_prune = true;
@@ -1217,10 +1221,12 @@ impl Manager {
     /// The namespaces our TAPs and lowers live in (other than the daemon's), to watch.
     pub fn watched_namespaces(&self) -> Vec<NetnsHandle> {
         let mut out: Vec<NetnsHandle> = Vec::new();
+        // By id: the loop calls this every turn, over every macvlan.
+        let mut seen = std::collections::HashSet::new();
         for pe in self.ports.values() {
-            let taps = pe.devs.values().filter_map(|d| d.netns.as_ref());
+            let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
             for ns in pe.netns.iter().chain(taps) {
-                if !out.iter().any(|o| o.same_as(ns).unwrap_or(false)) {
+                if seen.insert(ns.id().ok()) {
                     if let Ok(c) = ns.try_clone() {
                         out.push(c);
                     }
@@ -1332,10 +1338,10 @@ impl Manager {
             let Some(e) = self.ports.get(&l).and_then(|p| p.devs.get(&id)) else {
                 continue;
             };
-            if e.netns.as_ref().and_then(|n| n.id().ok()) != ns {
+            if e.netns.as_deref().and_then(|n| n.id().ok()) != ns {
                 continue;
             }
-            let state = RtNetlink::open_in(e.netns.as_ref())
+            let state = RtNetlink::open_in(e.netns.as_deref())
                 .and_then(|mut r| r.get_link_by_index(e.ifindex).map_err(Into::into));
             match state {
                 Ok(ls) => {
@@ -1516,7 +1522,7 @@ impl Manager {
                 e.netns = if ns.is_current().unwrap_or(false) {
                     None
                 } else {
-                    Some(ns)
+                    Some(Arc::new(ns))
                 };
                 e.netns_ref = e
                     .netns
@@ -1623,7 +1629,7 @@ impl Manager {
                 return;
             }
             let e = &pe.devs[&id];
-            let read = umacvlan_io::netlink::multicast_addresses_in(e.netns.as_ref(), e.ifindex);
+            let read = umacvlan_io::netlink::multicast_addresses_in(e.netns.as_deref(), e.ifindex);
             let Ok(mut g) = read else { return };
             g.sort_unstable();
             g.dedup();
@@ -1698,7 +1704,7 @@ impl Manager {
     /// A handle of namespace `id` taken from a TAP or a lower of ours living there.
     fn netns_handle(&self, id: NetnsId) -> Option<NetnsHandle> {
         self.ports.values().find_map(|pe| {
-            let taps = pe.devs.values().filter_map(|d| d.netns.as_ref());
+            let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
             pe.netns
                 .iter()
                 .chain(taps)
@@ -1736,7 +1742,7 @@ impl Manager {
                 if !pe.port.device(*id).is_some_and(|d| d.up) {
                     continue;
                 }
-                let Some(table) = table_of(e.netns.as_ref()) else {
+                let Some(table) = table_of(e.netns.as_deref()) else {
                     continue;
                 };
                 let mut g = table.get(&e.ifindex).cloned().unwrap_or_default();
@@ -1960,7 +1966,7 @@ fn link_info(
 ) -> LinkInfo {
     let lower = port.lower();
     let nsid = |n: Option<&NetnsHandle>| n.map(|n| n.id().ok());
-    let with_lower = nsid(e.netns.as_ref()) == nsid(lower_ns);
+    let with_lower = nsid(e.netns.as_deref()) == nsid(lower_ns);
     let carrier = port.carrier();
     let mut flags = Vec::new();
     if d.up && !carrier {
@@ -1991,7 +1997,7 @@ fn link_info(
         ns if d.up && !carrier => {
             // A kernel macvlan never finds itself there; our TAP, created in place, may have
             // been given the lower's ifindex.
-            let peer = RtNetlink::open_in(ns.as_ref())
+            let peer = RtNetlink::open_in(ns.as_deref())
                 .ok()
                 .and_then(|mut r| r.get_link_by_index(lower.ifindex).ok())
                 .filter(|l| l.ifindex != e.ifindex || l.name != d.name)
@@ -2005,7 +2011,7 @@ fn link_info(
         ifname: d.name.clone(),
         link: lower.name.clone(),
         link_ifindex: lower.ifindex,
-        netns: e.netns.as_ref().map(ns_name),
+        netns: e.netns.as_deref().map(ns_name),
         lower_netns: lower_ns.map(ns_name),
         flags: flags.into_iter().map(String::from).collect(),
         mtu: d.mtu,

@@ -204,6 +204,10 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         }
         Err(e) => tracing::warn!("cannot drop capabilities: {e}"),
     }
+    match umacvlan_io::raise_nofile_limit() {
+        Ok(n) => tracing::debug!("open files limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let mut mgr = Manager::new(ManagerOptions { workers })?;
     let groups = std::sync::Arc::new(group_refresh::GroupRefresh::new()?);
     mgr.set_group_refresh(groups.clone());

@@ -1,9 +1,11 @@
 //! One rtnetlink socket per namespace holding macvlans, opened once: a socket in another
 //! namespace is made by the namespace broker (a round trip to another process), which cost
-//! several trips per `link add` when each step opened its own.
+//! several trips per `link add` when each step opened its own. And one handle of each such
+//! namespace, shared by its macvlans (a descriptor each would double the daemon's).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::Arc;
 use umacvlan_io::netlink::RtNetlink;
 use umacvlan_io::netns::{NetnsHandle, NetnsId};
 
@@ -12,6 +14,7 @@ use umacvlan_io::netns::{NetnsHandle, NetnsId};
 #[derive(Default)]
 pub(super) struct NsRegistry {
     rtnl: HashMap<NetnsId, RtNetlink>,
+    handles: HashMap<NetnsId, Arc<NetnsHandle>>,
 }
 
 impl NsRegistry {
@@ -30,8 +33,18 @@ impl NsRegistry {
         })
     }
 
+    /// The shared handle of `h`'s namespace (`h` itself if it is the first).
+    pub(super) fn share(&mut self, h: NetnsHandle) -> io::Result<Arc<NetnsHandle>> {
+        Ok(self
+            .handles
+            .entry(h.id()?)
+            .or_insert_with(|| Arc::new(h))
+            .clone())
+    }
+
     /// Keeps the entries of the namespaces in `live` only.
     pub(super) fn retain(&mut self, live: &HashSet<NetnsId>) {
         self.rtnl.retain(|id, _| live.contains(id));
+        self.handles.retain(|id, _| live.contains(id));
     }
 }
