@@ -439,7 +439,9 @@ impl World {
     fn receive(&mut self, frame: &[u8], written: bool) {
         self.snap.receive(frame, &mut self.rx);
         let out = std::mem::take(&mut self.rx);
-        let from_host = EthernetFrame::new_checked(frame).is_ok_and(|f| f.src() == LOWER_MAC);
+        // The host's frames are those from the lower's address now (it may have changed).
+        let lower_mac = self.snap.lower_mac();
+        let from_host = EthernetFrame::new_checked(frame).is_ok_and(|f| f.src() == lower_mac);
         for d in &out.deliveries {
             self.count(d, written);
             if from_host {
@@ -554,7 +556,9 @@ impl World {
                 let m = self.mode_of(d.dev);
                 assert!(mask.contains(&m), "{m:?} device flooded from {src:?}");
                 assert!(d.multicast && d.checked && !d.refused);
-                let back = EthernetFrame::new_checked(&frame).is_ok_and(|f| f.src() == LOWER_MAC);
+                // The lower's address when the queue is processed (it may have changed since).
+                let lower_mac = self.snap.lower_mac();
+                let back = EthernetFrame::new_checked(&frame).is_ok_and(|f| f.src() == lower_mac);
                 assert!(
                     !(back && self.port.device(d.dev).is_some_and(|x| x.hostaccess)),
                     "the host's own frame flooded back to hostaccess {:?}",
@@ -576,7 +580,7 @@ impl World {
         }
         assert!(!out.lower_stack && out.enqueue.is_none());
         if let Ok(f) = EthernetFrame::new_checked(frame) {
-            if f.src() != LOWER_MAC {
+            if f.src() != self.snap.lower_mac() {
                 assert!(out.deliveries.is_empty(), "not the host's, delivered");
             }
             if !f.dst().is_multicast() {
@@ -629,7 +633,8 @@ impl World {
             TxReason::ToHost => {
                 assert!(out.deliveries.is_empty() && !out.to_wire && out.to_host);
                 let dst = EthernetFrame::new_lenient(frame).map(|f| f.dst());
-                assert_eq!(dst.ok(), Some(LOWER_MAC), "to the host, not for its MAC");
+                let lower_mac = self.snap.lower_mac();
+                assert_eq!(dst.ok(), Some(lower_mac), "to the host, not for its MAC");
             }
             TxReason::Wire => assert!(out.to_wire && out.deliveries.is_empty()),
             TxReason::FloodAndWire => {
