@@ -525,7 +525,12 @@ fn check_gc_status_and_the_recorded_attachment() {
         ]
     );
     common::wait_for("the state file to record both attachments", || {
-        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("ctr-a") && s.contains("ctr-b"))
+        let ids: Vec<String> = umacvlan::daemon::state::load(&state)
+            .links
+            .into_iter()
+            .filter_map(|l| l.cni.map(|c| c.container_id))
+            .collect();
+        ids == ["ctr-a", "ctr-b"]
     });
 
     // CHECK passes on what ADD made, and fails, naming it, once the device's MAC changes.
@@ -593,7 +598,7 @@ fn check_gc_status_and_the_recorded_attachment() {
     );
     assert_eq!((code, r["code"].as_u64()), (1, Some(11)), "{r}");
     let _ = std::fs::remove_file(&state);
-    for suffix in [".prev", ".tmp"] {
+    for suffix in [".prev", ".tmp", ".journal"] {
         let _ = std::fs::remove_file(format!("{state_arg}{suffix}"));
     }
 }

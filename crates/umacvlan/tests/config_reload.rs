@@ -285,10 +285,17 @@ fn a_restart_forgets_what_the_file_dropped() {
     l.veth(&host, "eth0", &ext, "eth0").unwrap();
     let file = std::env::temp_dir().join(format!("{}.toml", l.prefix()));
     let state = std::env::temp_dir().join(format!("{}.state", l.prefix()));
-    let side: Vec<PathBuf> = [".prev", ".tmp", ".config", ".config.tmp", ".corrupt"]
-        .iter()
-        .map(|s| PathBuf::from(format!("{}{s}", state.display())))
-        .collect();
+    let side: Vec<PathBuf> = [
+        ".prev",
+        ".tmp",
+        ".journal",
+        ".config",
+        ".config.tmp",
+        ".corrupt",
+    ]
+    .iter()
+    .map(|s| PathBuf::from(format!("{}{s}", state.display())))
+    .collect();
     let _files = Files([vec![file.clone(), state.clone()], side].concat());
     std::fs::write(&file, entry("mva", &na, "") + &entry("mvb", &na, "")).unwrap();
     let args = [
@@ -303,7 +310,7 @@ fn a_restart_forgets_what_the_file_dropped() {
     ])
     .unwrap();
     common::wait_for("the state file to hold three macvlans", || {
-        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"mvc\""))
+        common::saved_names(&state).contains(&"mvc".to_string())
     });
     l.stop_daemon("TERM");
     std::fs::write(&file, entry("mva", &na, "")).unwrap();

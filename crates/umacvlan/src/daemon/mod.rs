@@ -244,10 +244,11 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     hup_rx.set_nonblocking(true)?;
     signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, hup_tx)?;
 
-    if let Some(p) = &args.state {
-        restore(&mut mgr, p);
+    let mut state_writer = args.state.as_ref().map(|p| {
+        let generation = restore(&mut mgr, p);
         mgr.sync_guardian();
-    }
+        state::StateWriter::new(p, generation)
+    });
     // Applied before READY=1; a refusal (e.g. a lower not there yet) is said in its status.
     let start_refusal = match config_file.as_mut().map(|c| reload(&mut mgr, c, None)) {
         Some(crate::proto::Response::Error {
@@ -291,7 +292,9 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let own = LinkMonitor::open()?;
     epoll.add(own.as_raw_fd(), TOKEN_MONITOR, Interest::READABLE)?;
     monitors.push((None, None, own));
-    let mut saved = mgr.config();
+    if let Some(w) = state_writer.as_mut() {
+        w.assume_saved(mgr.config());
+    }
     // A write that failed is tried again on the next turn.
     let mut unsaved = false;
     let mut events = Events::with_capacity(16);
@@ -455,13 +458,17 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
         // What the resyncs of newly watched namespaces found (no request is pending now).
         let _ = mgr.flush();
         mgr.sync_guardian();
-        if let Some(p) = args.state.as_ref().filter(|_| touched || unsaved) {
-            let now = mgr.config();
-            if now != saved {
-                // One write for every change made since the last one, requests and followed
-                // system changes alike.
-                unsaved = true;
-                if let Err(e) = state::save(p, &now) {
+        if let Some((w, p)) = state_writer
+            .as_mut()
+            .zip(args.state.as_ref())
+            .filter(|_| touched || unsaved)
+        {
+            // One write for every change made since the last one, requests and followed
+            // system changes alike (nothing when there was none).
+            unsaved = true;
+            match w.commit(&mgr.config()) {
+                Ok(()) => unsaved = false,
+                Err(e) => {
                     tracing::error!("cannot write state {}: {e}", p.display());
                     for (_, answer) in answers.iter_mut() {
                         if matches!(answer, crate::proto::Response::Ok) {
@@ -474,9 +481,6 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                             };
                         }
                     }
-                } else {
-                    saved = now;
-                    unsaved = false;
                 }
             }
         }
@@ -538,12 +542,14 @@ fn reload(
     response
 }
 
-/// Replays the state file; a macvlan that cannot be restored is reported and skipped.
-fn restore(mgr: &mut Manager, path: &std::path::Path) {
+/// Replays the state files; a macvlan that cannot be restored is reported and skipped.
+/// Returns the generation of the snapshot read.
+fn restore(mgr: &mut Manager, path: &std::path::Path) -> u64 {
     let loaded = state::load(path);
     if let Some(e) = &loaded.problem {
         tracing::error!("{e}");
     }
+    let generation = loaded.generation;
     for mut a in loaded.links {
         let name = a.name.clone();
         let mut r = mgr.handle(crate::proto::Request::LinkAdd(a.clone()));
@@ -559,4 +565,5 @@ fn restore(mgr: &mut Manager, path: &std::path::Path) {
             other => tracing::error!(%name, "could not restore: {other:?}"),
         }
     }
+    generation
 }

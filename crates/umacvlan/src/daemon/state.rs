@@ -1,25 +1,64 @@
-//! The state file (`--state PATH`): every macvlan's configuration, written atomically on every
+//! The state file (`--state PATH`): every macvlan's configuration, made durable on every
 //! change and replayed at start.
 //!
-//! Format: JSON `{"version": 1, "links": [LinkAdd, …]}` in creation order (see
-//! [`crate::proto::LinkAdd`]). Written to `PATH.tmp`, synced, then renamed over `PATH`, so a
-//! reader sees the old file or the new one, never a torn one; the version it replaces stays
-//! as `PATH.prev`. A file that is not a valid state (does not parse, unknown version, two
-//! links of one name) is moved aside to `PATH.corrupt`, reported, and nothing from it is
-//! applied; the last good state, `PATH.prev`, is used instead when it is valid.
+//! Two files. `PATH`, the snapshot: JSON `{"version": 1, "generation": G, "links": [LinkAdd, …]}`
+//! in creation order (see [`crate::proto::LinkAdd`]), written to `PATH.tmp`, synced, then
+//! renamed over `PATH`, so a reader sees the old file or the new one, never a torn one; the
+//! version it replaces stays as `PATH.prev`. `PATH.journal`, the changes since: a first line
+//! `{"generation": G}` naming the snapshot it extends, then one line per manager turn, a JSON
+//! array of records (`{"set": LinkAdd}` puts a link in place of the one of its name, or at the
+//! end; `{"del": NAME}` removes one), appended and `fdatasync`ed before the turn's answers. A
+//! change therefore costs one small write and one sync whatever the number of links; the
+//! snapshot is rewritten (and the journal started afresh) only when the journal has grown past
+//! the snapshot's size, so its O(N) cost is spread over at least N changes.
+//!
+//! A turn's line is applied whole or not at all: a last line without its newline is a write
+//! that never finished (and was never answered `ok`) and is left out. A journal naming another
+//! generation is one the snapshot already holds (the daemon stopped between writing a new
+//! snapshot and starting the journal afresh) and is left out too.
+//!
+//! A snapshot that is not a valid state (does not parse, unknown version, two links of one
+//! name) is moved aside to `PATH.corrupt`, reported, and nothing from it is applied; the last
+//! good snapshot, `PATH.prev`, is used instead when it is valid. A journal line that is not
+//! valid (does not parse, removes a link that is not there, a link without a name) ends the
+//! replay there: the state of the turn before it is restored, the journal moved aside to
+//! `PATH.journal.corrupt` and reported.
 
 use crate::proto::LinkAdd;
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// State file format version.
 pub const STATE_VERSION: u32 = 1;
 
+/// Journal size, in bytes, below which the snapshot is never rewritten.
+const JOURNAL_MIN_COMPACT: u64 = 64 * 1024;
+
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     version: u32,
+    /// Which journal extends this snapshot (0: none; files written before the journal).
+    #[serde(default)]
+    generation: u64,
     links: Vec<LinkAdd>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalHeader {
+    generation: u64,
+}
+
+/// One change in a journal line.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Record {
+    /// The link of this name is now this (replaced in place, or added at the end).
+    Set(LinkAdd),
+    /// The link of this name is gone.
+    Del(String),
 }
 
 /// Why a state file could not be used.
@@ -47,8 +86,10 @@ pub enum StateError {
 pub struct Loaded {
     /// The links to restore, in creation order.
     pub links: Vec<LinkAdd>,
-    /// Set when the file could not be used as it was (then `links` is the last good state, or
-    /// empty).
+    /// The generation of the snapshot they came from (0 when there was none).
+    pub generation: u64,
+    /// Set when the files could not be used as they were (then `links` is the last good state,
+    /// or empty).
     pub problem: Option<StateError>,
 }
 
@@ -58,46 +99,134 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Parses and checks a whole state file; any fault rejects all of it.
-fn parse(text: &[u8]) -> Result<Vec<LinkAdd>, String> {
+/// The journal that extends the snapshot at `path`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
+}
+
+fn check_link(l: &LinkAdd) -> Result<(), String> {
+    if l.name.is_empty() || l.lower.is_empty() {
+        return Err("a link without a name or lower".into());
+    }
+    Ok(())
+}
+
+/// Parses and checks a whole snapshot; any fault rejects all of it.
+fn parse(text: &[u8]) -> Result<(u64, Vec<LinkAdd>), String> {
     let f: StateFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     if f.version != STATE_VERSION {
         return Err(format!("unsupported version {}", f.version));
     }
     let mut names = std::collections::HashSet::new();
     for l in &f.links {
-        if l.name.is_empty() || l.lower.is_empty() {
-            return Err("a link without a name or lower".into());
-        }
+        check_link(l)?;
         if !names.insert(l.name.as_str()) {
             return Err(format!("two links named {:?}", l.name));
         }
     }
-    Ok(f.links)
+    Ok((f.generation, f.links))
 }
 
-/// Reads the state file; a missing file is an empty state. A corrupt one is moved aside and
-/// the last good state (`PATH.prev`) taken instead, when there is one.
+/// Applies one turn's records; on a fault `links` is left as it was.
+fn apply(links: &mut Vec<LinkAdd>, records: Vec<Record>) -> Result<(), String> {
+    let mut next = links.clone();
+    for r in records {
+        match r {
+            Record::Set(l) => {
+                check_link(&l)?;
+                match next.iter_mut().find(|x| x.name == l.name) {
+                    Some(x) => *x = l,
+                    None => next.push(l),
+                }
+            }
+            Record::Del(name) => {
+                let i = next
+                    .iter()
+                    .position(|x| x.name == name)
+                    .ok_or_else(|| format!("removes {name:?}, which is not there"))?;
+                next.remove(i);
+            }
+        }
+    }
+    *links = next;
+    Ok(())
+}
+
+/// Replays a journal's complete lines onto `links` (the snapshot of `generation`). Returns
+/// the fault that ended the replay early, if any.
+fn replay(links: &mut Vec<LinkAdd>, generation: u64, text: &[u8]) -> Result<(), String> {
+    // A last line without its newline never finished: it was never answered.
+    let complete = match text.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &text[..=i],
+        None => return Ok(()),
+    };
+    let mut lines = complete.split(|&b| b == b'\n');
+    let header: JournalHeader = serde_json::from_slice(lines.next().unwrap_or_default())
+        .map_err(|e| format!("line 1: {e}"))?;
+    if header.generation != generation {
+        return Ok(());
+    }
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+        let records: Vec<Record> =
+            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 2))?;
+        apply(links, records).map_err(|e| format!("line {}: {e}", i + 2))?;
+    }
+    Ok(())
+}
+
+/// Reads the snapshot, then its journal; a missing snapshot is an empty state. A corrupt
+/// snapshot is moved aside and the last good one (`PATH.prev`) taken instead, when there is
+/// one; a corrupt journal line ends the replay at the turn before it.
 pub fn load(path: &Path) -> Loaded {
+    let mut loaded = load_snapshot(path);
+    let journal = journal_path(path);
+    let text = match std::fs::read(&journal) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return loaded,
+        Err(e) => {
+            loaded.problem.get_or_insert(StateError::Io(journal, e));
+            return loaded;
+        }
+    };
+    if let Err(reason) = replay(&mut loaded.links, loaded.generation, &text) {
+        let moved_to = with_suffix(&journal, ".corrupt");
+        let _ = std::fs::rename(&journal, &moved_to);
+        loaded.problem.get_or_insert(StateError::Corrupt {
+            path: journal,
+            reason,
+            moved_to,
+            fallback: format!(
+                "restoring the state before that line ({} links)",
+                loaded.links.len()
+            ),
+        });
+    }
+    loaded
+}
+
+fn load_snapshot(path: &Path) -> Loaded {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Loaded {
                 links: Vec::new(),
+                generation: 0,
                 problem: None,
             }
         }
         Err(e) => {
             return Loaded {
                 links: Vec::new(),
+                generation: 0,
                 problem: Some(StateError::Io(path.into(), e)),
             }
         }
     };
     let reason = match parse(&text) {
-        Ok(links) => {
+        Ok((generation, links)) => {
             return Loaded {
                 links,
+                generation,
                 problem: None,
             }
         }
@@ -106,11 +235,11 @@ pub fn load(path: &Path) -> Loaded {
     let moved_to = with_suffix(path, ".corrupt");
     let _ = std::fs::rename(path, &moved_to);
     let prev = with_suffix(path, ".prev");
-    let (links, fallback) = match std::fs::read(&prev)
+    let (generation, links, fallback) = match std::fs::read(&prev)
         .map_err(|e| e.to_string())
         .and_then(|t| parse(&t))
     {
-        Ok(links) => {
+        Ok((generation, links)) => {
             // Put the last good state back in place, so the next start finds it too.
             let _ = std::fs::copy(&prev, path);
             let fallback = format!(
@@ -118,15 +247,17 @@ pub fn load(path: &Path) -> Loaded {
                 prev.display(),
                 links.len()
             );
-            (links, fallback)
+            (generation, links, fallback)
         }
         Err(_) => (
+            0,
             Vec::new(),
             "no good state to fall back to: starting empty".into(),
         ),
     };
     Loaded {
         links,
+        generation,
         problem: Some(StateError::Corrupt {
             path: path.into(),
             reason,
@@ -136,17 +267,25 @@ pub fn load(path: &Path) -> Loaded {
     }
 }
 
-/// Writes the state atomically; the version replaced becomes `PATH.prev`.
-pub fn save(path: &Path, links: &[LinkAdd]) -> io::Result<()> {
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// Writes a snapshot atomically; the version replaced becomes `PATH.prev`. Returns its size.
+fn save_snapshot(path: &Path, generation: u64, links: &[LinkAdd]) -> io::Result<u64> {
     let tmp = with_suffix(path, ".tmp");
-    let body = serde_json::to_vec_pretty(&StateFile {
+    let mut body = serde_json::to_vec_pretty(&StateFile {
         version: STATE_VERSION,
+        generation,
         links: links.to_vec(),
     })?;
+    body.push(b'\n');
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = File::create(&tmp)?;
         f.write_all(&body)?;
-        f.write_all(b"\n")?;
         f.sync_all()?;
     }
     // Keep the current good version: a link, renamed into place, so PATH never goes missing.
@@ -158,12 +297,159 @@ pub fn save(path: &Path, links: &[LinkAdd]) -> io::Result<()> {
         }
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    sync_dir(path)?;
+    Ok(body.len() as u64)
+}
+
+/// Keeps the state files up to date with the daemon's configuration: a journal line per
+/// change, a new snapshot now and then.
+#[derive(Debug)]
+pub struct StateWriter {
+    path: PathBuf,
+    journal_path: PathBuf,
+    /// The generation of the last snapshot written or loaded.
+    generation: u64,
+    /// What the files hold.
+    saved: Vec<LinkAdd>,
+    /// The journal extending the last snapshot written, open for appending; `None` until a
+    /// snapshot has been written by this writer, and after a failed write.
+    journal: Option<File>,
+    journal_len: u64,
+    snapshot_len: u64,
+    /// (device, inode) of the snapshot and of the journal this writer wrote.
+    written: Option<[(u64, u64); 2]>,
+}
+
+impl StateWriter {
+    /// A writer for the files at `path`, whose snapshot (as loaded) has `generation`. Its
+    /// first change writes a new snapshot.
+    pub fn new(path: &Path, generation: u64) -> Self {
+        StateWriter {
+            path: path.into(),
+            journal_path: journal_path(path),
+            generation,
+            saved: Vec::new(),
+            journal: None,
+            journal_len: 0,
+            snapshot_len: 0,
+            written: None,
         }
     }
-    Ok(())
+
+    /// Takes `links` as what the files already hold (the state just restored).
+    pub fn assume_saved(&mut self, links: Vec<LinkAdd>) {
+        self.saved = links;
+    }
+
+    /// Makes `now` durable: returns once the files hold it. Nothing is written when they
+    /// already do. On an error the files hold the last state committed, and the next commit
+    /// writes a whole snapshot.
+    pub fn commit(&mut self, now: &[LinkAdd]) -> io::Result<()> {
+        if now == self.saved.as_slice() {
+            return Ok(());
+        }
+        let r = match self.records(now) {
+            Some(records) if self.journal_usable() => self.append(&records),
+            _ => self.snapshot(now),
+        };
+        match r {
+            Ok(()) => {
+                self.saved = now.to_vec();
+                Ok(())
+            }
+            Err(e) => {
+                self.journal = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The records that take the saved state to `now`, when replaying them gives exactly
+    /// `now` (not when, e.g., a rename moved a link out of its place in the order).
+    fn records(&self, now: &[LinkAdd]) -> Option<Vec<Record>> {
+        let names: std::collections::HashSet<&str> = now.iter().map(|l| l.name.as_str()).collect();
+        let old: std::collections::HashMap<&str, &LinkAdd> =
+            self.saved.iter().map(|l| (l.name.as_str(), l)).collect();
+        let mut records: Vec<Record> = self
+            .saved
+            .iter()
+            .filter(|l| !names.contains(l.name.as_str()))
+            .map(|l| Record::Del(l.name.clone()))
+            .collect();
+        records.extend(
+            now.iter()
+                .filter(|l| old.get(l.name.as_str()) != Some(l))
+                .map(|l| Record::Set(l.clone())),
+        );
+        // Replaying is O(links) per record; a turn with many changes is as cheap as a
+        // snapshot anyway.
+        if records.len() > 64 {
+            return None;
+        }
+        let mut replayed = self.saved.clone();
+        let ok = apply(&mut replayed, records.clone()).is_ok() && replayed == now;
+        ok.then_some(records)
+    }
+
+    /// Whether appending to the open journal extends the files at the path: both are still
+    /// the ones this writer wrote (nobody removed or replaced them), and the journal is not
+    /// yet larger than the snapshot.
+    fn journal_usable(&self) -> bool {
+        if self.journal.is_none() || self.journal_len > JOURNAL_MIN_COMPACT.max(self.snapshot_len) {
+            return false;
+        }
+        self.written.is_some() && self.written == file_ids(&self.path, &self.journal_path)
+    }
+
+    fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut line = serde_json::to_vec(records)?;
+        line.push(b'\n');
+        let j = self.journal.as_mut().expect("journal_usable");
+        j.write_all(&line)?;
+        j.sync_data()?;
+        self.journal_len += line.len() as u64;
+        Ok(())
+    }
+
+    /// A new snapshot of `links`, then a fresh journal extending it.
+    fn snapshot(&mut self, links: &[LinkAdd]) -> io::Result<()> {
+        // Unique among this path's generations: a journal left from an earlier one never
+        // matches it.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let generation = nanos.max(self.generation + 1);
+        self.journal = None;
+        self.snapshot_len = save_snapshot(&self.path, generation, links)?;
+        self.generation = generation;
+        // The old journal names the old generation: until the new one is in place, a start
+        // reads the new snapshot and leaves the old journal out.
+        let tmp = with_suffix(&self.journal_path, ".tmp");
+        let mut header = serde_json::to_vec(&JournalHeader { generation })?;
+        header.push(b'\n');
+        let mut f = File::create(&tmp)?;
+        f.write_all(&header)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.journal_path)?;
+        // Appends are answered `ok` only once the journal's name is durable too.
+        sync_dir(&self.journal_path)?;
+        self.written = file_ids(&self.path, &self.journal_path);
+        self.journal_len = header.len() as u64;
+        // Positioned after the header: the next write appends.
+        self.journal = Some(f);
+        Ok(())
+    }
+}
+
+/// (device, inode) of the snapshot and the journal, when both are regular files.
+fn file_ids(snapshot: &Path, journal: &Path) -> Option<[(u64, u64); 2]> {
+    let id = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    Some([id(snapshot)?, id(journal)?])
 }
 
 #[cfg(test)]
@@ -178,6 +464,11 @@ mod tests {
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A whole snapshot of `links` (what a restarted daemon's first change writes).
+    fn save(path: &Path, links: &[LinkAdd]) -> io::Result<()> {
+        StateWriter::new(path, 0).snapshot(links)
     }
 
     fn rand_suffix() -> u64 {
@@ -259,6 +550,185 @@ mod tests {
             let l = load(&p);
             assert!(l.links.is_empty() && l.problem.is_some(), "{bad:?}");
         }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn ids(p: &Path) -> (u64, u64) {
+        let m = std::fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    #[test]
+    fn changes_go_to_the_journal_and_come_back_in_order() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        let mut now = vec![link("mv0")];
+        w.commit(&now).unwrap();
+        let snapshot = ids(&p);
+        let journal_len = std::fs::metadata(journal_path(&p)).unwrap().len();
+        for i in 1..20 {
+            now.push(link(&format!("mv{i}")));
+            w.commit(&now).unwrap();
+        }
+        now[3].up = true;
+        now.remove(7);
+        w.commit(&now).unwrap();
+        // Nothing changed: nothing written.
+        let before = std::fs::metadata(journal_path(&p)).unwrap().len();
+        w.commit(&now).unwrap();
+        assert_eq!(std::fs::metadata(journal_path(&p)).unwrap().len(), before);
+        // The snapshot was written once; each change added one short line to the journal.
+        assert_eq!(ids(&p), snapshot);
+        let lines = std::fs::read_to_string(journal_path(&p)).unwrap();
+        assert_eq!(lines.lines().count(), 1 + 20, "{lines}");
+        assert!(before - journal_len < 20 * 200, "{lines}");
+        let l = load(&p);
+        assert!(l.problem.is_none(), "{:?}", l.problem);
+        assert_eq!(l.links, now);
+        // A new writer (a restart) starts with a snapshot; the old journal is left out.
+        let mut again = StateWriter::new(&p, l.generation);
+        again.assume_saved(l.links.clone());
+        now.push(link("mv99"));
+        again.commit(&now).unwrap();
+        assert_ne!(ids(&p), snapshot);
+        assert_eq!(load(&p).links, now);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_journal_line_is_left_out_and_a_bad_one_ends_the_replay() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        w.commit(&[link("mv0")]).unwrap();
+        w.commit(&[link("mv0"), link("mv1")]).unwrap();
+        let good = std::fs::read(journal_path(&p)).unwrap();
+        // A turn's line cut short (the daemon died in the write): that turn is left out,
+        // whole, and nothing is reported (it was never answered).
+        let mut torn = good.clone();
+        torn.extend_from_slice(br#"[{"set":{"lower":"eth0","name":"mv2"}},{"del":"mv"#);
+        std::fs::write(journal_path(&p), &torn).unwrap();
+        let l = load(&p);
+        assert!(l.problem.is_none(), "{:?}", l.problem);
+        assert_eq!(l.links, vec![link("mv0"), link("mv1")]);
+        // A complete line that is not valid: the state of the turn before it, reported, and
+        // the journal moved aside; lines after it are not applied.
+        for bad in [
+            &b"not json\n"[..],
+            b"[{\"del\":\"mv5\"}]\n",
+            b"[{\"set\":{\"lower\":\"eth0\",\"name\":\"\"}}]\n",
+        ] {
+            let mut j = good.clone();
+            j.extend_from_slice(bad);
+            j.extend_from_slice(b"[{\"set\":{\"lower\":\"eth0\",\"name\":\"mv3\"}}]\n");
+            std::fs::write(journal_path(&p), &j).unwrap();
+            let l = load(&p);
+            assert!(
+                matches!(l.problem, Some(StateError::Corrupt { .. })),
+                "{bad:?}: {:?}",
+                l.problem
+            );
+            assert_eq!(l.links, vec![link("mv0"), link("mv1")], "{bad:?}");
+            assert!(with_suffix(&journal_path(&p), ".corrupt").exists());
+            assert!(!journal_path(&p).exists());
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_journal_of_another_generation_is_left_out() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        w.commit(&[link("mv0")]).unwrap();
+        w.commit(&[link("mv0"), link("mv1")]).unwrap();
+        let old_journal = std::fs::read(journal_path(&p)).unwrap();
+        // Stopped after the next snapshot, before its journal was in place.
+        let mut w2 = StateWriter::new(&p, load(&p).generation);
+        w2.commit(&[link("mv1")]).unwrap();
+        std::fs::write(journal_path(&p), &old_journal).unwrap();
+        let l = load(&p);
+        assert!(l.problem.is_none(), "{:?}", l.problem);
+        assert_eq!(l.links, vec![link("mv1")]);
+        // A snapshot written before the journal existed (no generation) loads as it is.
+        std::fs::remove_file(journal_path(&p)).unwrap();
+        std::fs::write(
+            &p,
+            br#"{"version":1,"links":[{"lower":"eth0","name":"a"}]}"#,
+        )
+        .unwrap();
+        let l = load(&p);
+        assert!(l.problem.is_none(), "{:?}", l.problem);
+        assert_eq!((l.generation, l.links), (0, vec![link("a")]));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn the_snapshot_is_rewritten_once_the_journal_outgrows_it() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        let mut now = vec![link("mv0")];
+        w.commit(&now).unwrap();
+        let first = ids(&p);
+        let mut snapshots = 0;
+        let mut last = first;
+        for i in 0..2000 {
+            now[0].mtu = Some(1000 + i);
+            w.commit(&now).unwrap();
+            if ids(&p) != last {
+                snapshots += 1;
+                last = ids(&p);
+            }
+            assert!(
+                std::fs::metadata(journal_path(&p)).unwrap().len() <= JOURNAL_MIN_COMPACT + 1024
+            );
+        }
+        // ~100 bytes a change against 64 KiB: a few snapshots, not one per change.
+        assert!((1..10).contains(&snapshots), "{snapshots}");
+        assert_eq!(load(&p).links, now);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_change_that_moves_a_link_in_the_order_writes_a_snapshot() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        w.commit(&[link("a"), link("b"), link("c")]).unwrap();
+        let first = ids(&p);
+        // `b` renamed `z` in place: a delete and an append would put it last.
+        let now = vec![link("a"), link("z"), link("c")];
+        w.commit(&now).unwrap();
+        assert_ne!(ids(&p), first);
+        assert_eq!(load(&p).links, now);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn files_removed_or_replaced_behind_the_writer_are_written_again() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        w.commit(&[link("a")]).unwrap();
+        // The snapshot removed: the next change writes a whole one (not a journal line that
+        // nothing would read).
+        std::fs::remove_file(&p).unwrap();
+        w.commit(&[link("a"), link("b")]).unwrap();
+        assert_eq!(load(&p).links, vec![link("a"), link("b")]);
+        // A directory in its place: the change is refused, and nothing is appended.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        assert!(w.commit(&[link("a")]).is_err());
+        std::fs::remove_dir(&p).unwrap();
+        w.commit(&[link("a")]).unwrap();
+        assert_eq!(load(&p).links, vec![link("a")]);
+        // The journal replaced: written again too.
+        std::fs::remove_file(journal_path(&p)).unwrap();
+        std::fs::write(journal_path(&p), b"").unwrap();
+        w.commit(&[link("c")]).unwrap();
+        assert_eq!(load(&p).links, vec![link("c")]);
         std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -114,3 +114,13 @@ pub fn lower_fdb(ns: &str, ifname: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The names of the macvlans the `--state` files at `path` hold (snapshot and journal), in
+/// creation order.
+pub fn saved_names(path: &std::path::Path) -> Vec<String> {
+    umacvlan::daemon::state::load(path)
+        .links
+        .into_iter()
+        .map(|l| l.name)
+        .collect()
+}
