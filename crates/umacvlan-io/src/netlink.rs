@@ -323,6 +323,16 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
+/// One netlink attribute (`struct nlattr` and its data, padded to 4 bytes), for nesting.
+fn nla(ty: u16, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(align4(4 + data.len()));
+    b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+    b.extend_from_slice(&ty.to_ne_bytes());
+    b.extend_from_slice(data);
+    b.resize(align4(b.len()), 0);
+    b
+}
+
 // --- message parsing ---
 
 #[derive(Clone, Copy, Debug)]
@@ -856,14 +866,6 @@ impl RtNetlink {
         const TCA_MIRRED_PARMS: u16 = 2;
         const TC_ACT_STOLEN: i32 = 4;
         const TCA_INGRESS_REDIR: i32 = 3;
-        fn nla(ty: u16, data: &[u8]) -> Vec<u8> {
-            let mut b = Vec::with_capacity(align4(4 + data.len()));
-            b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
-            b.extend_from_slice(&ty.to_ne_bytes());
-            b.extend_from_slice(data);
-            b.resize(align4(b.len()), 0);
-            b
-        }
         // struct tcmsg: family, 3 bytes padding, ifindex, handle, parent, info.
         fn tcmsg(m: &mut Msg, ifindex: u32, handle: u32, parent: u32, info: u32) {
             m.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
@@ -942,14 +944,6 @@ impl RtNetlink {
         const IFLA_INFO_DATA: u16 = 2;
         const VETH_INFO_PEER: u16 = 1;
         const NLA_F_NESTED: u16 = 0x8000;
-        fn nla(ty: u16, data: &[u8]) -> Vec<u8> {
-            let mut b = Vec::with_capacity(align4(4 + data.len()));
-            b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
-            b.extend_from_slice(&ty.to_ne_bytes());
-            b.extend_from_slice(data);
-            b.resize(align4(b.len()), 0);
-            b
-        }
         let mut cname = peer.name.as_bytes().to_vec();
         cname.push(0);
         // The peer: a struct ifinfomsg, then its attributes.

@@ -524,14 +524,7 @@ fn a_corrupt_state_file_is_reported_and_the_last_good_state_restored() {
     std::fs::write(&state, &full[..full.len() * 2 / 3]).unwrap();
     let t0 = Instant::now();
     lab.start_daemon(&host, &["--state", &state_arg]).unwrap();
-    let shown = show_json(&lab);
-    let names: Vec<&str> = shown
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["mva"], "the last good state, whole");
+    assert_eq!(shown_names(&lab), ["mva"], "the last good state, whole");
     eprintln!("restored in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     let log = lab.daemon_log();
@@ -555,14 +548,7 @@ fn a_corrupt_state_file_is_reported_and_the_last_good_state_restored() {
     assert!(String::from_utf8_lossy(&full).contains("\"mvd\""));
     std::fs::write(&journal, &full[..full.len() - 10]).unwrap();
     lab.start_daemon(&host, &["--state", &state_arg]).unwrap();
-    let shown = show_json(&lab);
-    let names: Vec<&str> = shown
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["mva", "mvc"]);
+    assert_eq!(shown_names(&lab), ["mva", "mvc"]);
     let log = lab.daemon_log();
     assert!(!log.contains("journal is corrupt"), "{log}");
     for s in [

@@ -77,6 +77,16 @@ pub fn show_json(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&lab.cli_ok(&["-d", "-s", "-j", "link", "show"]).unwrap()).unwrap()
 }
 
+/// The names `link show` lists, in its order.
+pub fn shown_names(lab: &Lab) -> Vec<String> {
+    show_json(lab)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn link<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v.as_array()
         .unwrap()
