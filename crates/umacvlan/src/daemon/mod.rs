@@ -466,7 +466,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             // One write for every change made since the last one, requests and followed
             // system changes alike (nothing when there was none).
             unsaved = true;
-            match w.commit(&mgr.config()) {
+            match w.commit(mgr.config()) {
                 Ok(()) => unsaved = false,
                 Err(e) => {
                     tracing::error!("cannot write state {}: {e}", p.display());

@@ -52,7 +52,7 @@ struct JournalHeader {
 }
 
 /// One change in a journal line.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "lowercase")]
 enum Record {
     /// The link of this name is now this (replaced in place, or added at the end).
@@ -127,33 +127,75 @@ fn parse(text: &[u8]) -> Result<(u64, Vec<LinkAdd>), String> {
     Ok((f.generation, f.links))
 }
 
-/// Applies one turn's records; on a fault `links` is left as it was.
-fn apply(links: &mut Vec<LinkAdd>, records: Vec<Record>) -> Result<(), String> {
-    let mut next = links.clone();
-    for r in records {
-        match r {
-            Record::Set(l) => {
-                check_link(&l)?;
-                match next.iter_mut().find(|x| x.name == l.name) {
-                    Some(x) => *x = l,
-                    None => next.push(l),
-                }
-            }
-            Record::Del(name) => {
-                let i = next
-                    .iter()
-                    .position(|x| x.name == name)
-                    .ok_or_else(|| format!("removes {name:?}, which is not there"))?;
-                next.remove(i);
-            }
+/// Links being replayed: in creation order, a removed one leaving a hole, found by name, so
+/// that each record costs the same however many links there are.
+struct Replay {
+    links: Vec<Option<LinkAdd>>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Replay {
+    fn new(links: Vec<LinkAdd>) -> Self {
+        let index = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.clone(), i))
+            .collect();
+        Replay {
+            links: links.into_iter().map(Some).collect(),
+            index,
         }
     }
-    *links = next;
-    Ok(())
+
+    /// Applies one turn's records, all or none: they are checked first.
+    fn apply(&mut self, records: Vec<Record>) -> Result<(), String> {
+        // Names this turn's earlier records add (true) or remove (false).
+        let mut turn: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+        for r in &records {
+            match r {
+                Record::Set(l) => {
+                    check_link(l)?;
+                    turn.insert(&l.name, true);
+                }
+                Record::Del(name) => {
+                    let there = turn
+                        .get(name.as_str())
+                        .copied()
+                        .unwrap_or_else(|| self.index.contains_key(name));
+                    if !there {
+                        return Err(format!("removes {name:?}, which is not there"));
+                    }
+                    turn.insert(name, false);
+                }
+            }
+        }
+        for r in records {
+            match r {
+                Record::Set(l) => match self.index.get(&l.name) {
+                    Some(&i) => self.links[i] = Some(l),
+                    None => {
+                        self.index.insert(l.name.clone(), self.links.len());
+                        self.links.push(Some(l));
+                    }
+                },
+                Record::Del(name) => {
+                    if let Some(i) = self.index.remove(&name) {
+                        self.links[i] = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn into_links(self) -> Vec<LinkAdd> {
+        self.links.into_iter().flatten().collect()
+    }
 }
 
 /// Replays a journal's complete lines onto `links` (the snapshot of `generation`). Returns
-/// the fault that ended the replay early, if any.
+/// the fault that ended the replay early, if any; `links` then holds the state of the turn
+/// before it.
 fn replay(links: &mut Vec<LinkAdd>, generation: u64, text: &[u8]) -> Result<(), String> {
     // A last line without its newline never finished: it was never answered.
     let complete = match text.iter().rposition(|&b| b == b'\n') {
@@ -166,12 +208,19 @@ fn replay(links: &mut Vec<LinkAdd>, generation: u64, text: &[u8]) -> Result<(), 
     if header.generation != generation {
         return Ok(());
     }
+    let mut state = Replay::new(std::mem::take(links));
+    let mut fault = Ok(());
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
-        let records: Vec<Record> =
-            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 2))?;
-        apply(links, records).map_err(|e| format!("line {}: {e}", i + 2))?;
+        let applied = serde_json::from_slice::<Vec<Record>>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|records| state.apply(records));
+        if let Err(e) = applied {
+            fault = Err(format!("line {}: {e}", i + 2));
+            break;
+        }
     }
-    Ok(())
+    *links = state.into_links();
+    fault
 }
 
 /// Reads the snapshot, then its journal; a missing snapshot is an empty state. A corrupt
@@ -344,17 +393,17 @@ impl StateWriter {
     /// Makes `now` durable: returns once the files hold it. Nothing is written when they
     /// already do. On an error the files hold the last state committed, and the next commit
     /// writes a whole snapshot.
-    pub fn commit(&mut self, now: &[LinkAdd]) -> io::Result<()> {
-        if now == self.saved.as_slice() {
+    pub fn commit(&mut self, now: Vec<LinkAdd>) -> io::Result<()> {
+        if now == self.saved {
             return Ok(());
         }
-        let r = match self.records(now) {
+        let r = match self.records(&now) {
             Some(records) if self.journal_usable() => self.append(&records),
-            _ => self.snapshot(now),
+            _ => self.snapshot(&now),
         };
         match r {
             Ok(()) => {
-                self.saved = now.to_vec();
+                self.saved = now;
                 Ok(())
             }
             Err(e) => {
@@ -365,11 +414,26 @@ impl StateWriter {
     }
 
     /// The records that take the saved state to `now`, when replaying them gives exactly
-    /// `now` (not when, e.g., a rename moved a link out of its place in the order).
+    /// `now`: the links kept stay in their order and new ones come last (not so when, e.g., a
+    /// rename moved a link out of its place in the order).
     fn records(&self, now: &[LinkAdd]) -> Option<Vec<Record>> {
-        let names: std::collections::HashSet<&str> = now.iter().map(|l| l.name.as_str()).collect();
-        let old: std::collections::HashMap<&str, &LinkAdd> =
+        use std::collections::{HashMap, HashSet};
+        let names: HashSet<&str> = now.iter().map(|l| l.name.as_str()).collect();
+        let old: HashMap<&str, &LinkAdd> =
             self.saved.iter().map(|l| (l.name.as_str(), l)).collect();
+        let mut now_in_order = now.iter();
+        for kept in self
+            .saved
+            .iter()
+            .filter(|l| names.contains(l.name.as_str()))
+        {
+            if now_in_order.next().map(|l| &l.name) != Some(&kept.name) {
+                return None;
+            }
+        }
+        if now_in_order.any(|l| old.contains_key(l.name.as_str())) {
+            return None;
+        }
         let mut records: Vec<Record> = self
             .saved
             .iter()
@@ -381,14 +445,7 @@ impl StateWriter {
                 .filter(|l| old.get(l.name.as_str()) != Some(l))
                 .map(|l| Record::Set(l.clone())),
         );
-        // Replaying is O(links) per record; a turn with many changes is as cheap as a
-        // snapshot anyway.
-        if records.len() > 64 {
-            return None;
-        }
-        let mut replayed = self.saved.clone();
-        let ok = apply(&mut replayed, records.clone()).is_ok() && replayed == now;
-        ok.then_some(records)
+        Some(records)
     }
 
     /// Whether appending to the open journal extends the files at the path: both are still
@@ -564,19 +621,19 @@ mod tests {
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
         let mut now = vec![link("mv0")];
-        w.commit(&now).unwrap();
+        w.commit(now.clone()).unwrap();
         let snapshot = ids(&p);
         let journal_len = std::fs::metadata(journal_path(&p)).unwrap().len();
         for i in 1..20 {
             now.push(link(&format!("mv{i}")));
-            w.commit(&now).unwrap();
+            w.commit(now.clone()).unwrap();
         }
         now[3].up = true;
         now.remove(7);
-        w.commit(&now).unwrap();
+        w.commit(now.clone()).unwrap();
         // Nothing changed: nothing written.
         let before = std::fs::metadata(journal_path(&p)).unwrap().len();
-        w.commit(&now).unwrap();
+        w.commit(now.clone()).unwrap();
         assert_eq!(std::fs::metadata(journal_path(&p)).unwrap().len(), before);
         // The snapshot was written once; each change added one short line to the journal.
         assert_eq!(ids(&p), snapshot);
@@ -590,7 +647,7 @@ mod tests {
         let mut again = StateWriter::new(&p, l.generation);
         again.assume_saved(l.links.clone());
         now.push(link("mv99"));
-        again.commit(&now).unwrap();
+        again.commit(now.clone()).unwrap();
         assert_ne!(ids(&p), snapshot);
         assert_eq!(load(&p).links, now);
         std::fs::remove_dir_all(d).unwrap();
@@ -601,8 +658,8 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(&[link("mv0")]).unwrap();
-        w.commit(&[link("mv0"), link("mv1")]).unwrap();
+        w.commit(vec![link("mv0")]).unwrap();
+        w.commit(vec![link("mv0"), link("mv1")]).unwrap();
         let good = std::fs::read(journal_path(&p)).unwrap();
         // A turn's line cut short (the daemon died in the write): that turn is left out,
         // whole, and nothing is reported (it was never answered).
@@ -618,6 +675,8 @@ mod tests {
             &b"not json\n"[..],
             b"[{\"del\":\"mv5\"}]\n",
             b"[{\"set\":{\"lower\":\"eth0\",\"name\":\"\"}}]\n",
+            // A turn is whole or nothing: its first record is not applied either.
+            b"[{\"set\":{\"lower\":\"eth0\",\"name\":\"mv2\"}},{\"del\":\"mv9\"}]\n",
         ] {
             let mut j = good.clone();
             j.extend_from_slice(bad);
@@ -641,12 +700,12 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(&[link("mv0")]).unwrap();
-        w.commit(&[link("mv0"), link("mv1")]).unwrap();
+        w.commit(vec![link("mv0")]).unwrap();
+        w.commit(vec![link("mv0"), link("mv1")]).unwrap();
         let old_journal = std::fs::read(journal_path(&p)).unwrap();
         // Stopped after the next snapshot, before its journal was in place.
         let mut w2 = StateWriter::new(&p, load(&p).generation);
-        w2.commit(&[link("mv1")]).unwrap();
+        w2.commit(vec![link("mv1")]).unwrap();
         std::fs::write(journal_path(&p), &old_journal).unwrap();
         let l = load(&p);
         assert!(l.problem.is_none(), "{:?}", l.problem);
@@ -670,13 +729,13 @@ mod tests {
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
         let mut now = vec![link("mv0")];
-        w.commit(&now).unwrap();
+        w.commit(now.clone()).unwrap();
         let first = ids(&p);
         let mut snapshots = 0;
         let mut last = first;
         for i in 0..2000 {
             now[0].mtu = Some(1000 + i);
-            w.commit(&now).unwrap();
+            w.commit(now.clone()).unwrap();
             if ids(&p) != last {
                 snapshots += 1;
                 last = ids(&p);
@@ -696,11 +755,11 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(&[link("a"), link("b"), link("c")]).unwrap();
+        w.commit(vec![link("a"), link("b"), link("c")]).unwrap();
         let first = ids(&p);
         // `b` renamed `z` in place: a delete and an append would put it last.
         let now = vec![link("a"), link("z"), link("c")];
-        w.commit(&now).unwrap();
+        w.commit(now.clone()).unwrap();
         assert_ne!(ids(&p), first);
         assert_eq!(load(&p).links, now);
         std::fs::remove_dir_all(d).unwrap();
@@ -711,24 +770,76 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(&[link("a")]).unwrap();
+        w.commit(vec![link("a")]).unwrap();
         // The snapshot removed: the next change writes a whole one (not a journal line that
         // nothing would read).
         std::fs::remove_file(&p).unwrap();
-        w.commit(&[link("a"), link("b")]).unwrap();
+        w.commit(vec![link("a"), link("b")]).unwrap();
         assert_eq!(load(&p).links, vec![link("a"), link("b")]);
         // A directory in its place: the change is refused, and nothing is appended.
         std::fs::remove_file(&p).unwrap();
         std::fs::create_dir(&p).unwrap();
-        assert!(w.commit(&[link("a")]).is_err());
+        assert!(w.commit(vec![link("a")]).is_err());
         std::fs::remove_dir(&p).unwrap();
-        w.commit(&[link("a")]).unwrap();
+        w.commit(vec![link("a")]).unwrap();
         assert_eq!(load(&p).links, vec![link("a")]);
         // The journal replaced: written again too.
         std::fs::remove_file(journal_path(&p)).unwrap();
         std::fs::write(journal_path(&p), b"").unwrap();
-        w.commit(&[link("c")]).unwrap();
+        w.commit(vec![link("c")]).unwrap();
         assert_eq!(load(&p).links, vec![link("c")]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn any_sequence_of_changes_comes_back_as_committed() {
+        let d = dir();
+        let p = d.join("state.json");
+        let mut w = StateWriter::new(&p, 0);
+        let mut now: Vec<LinkAdd> = Vec::new();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        // Names are unique, as the daemon's are.
+        let mut made = 0;
+        for step in 0..600 {
+            // One turn: up to three changes of any kind.
+            for _ in 0..=next(3) {
+                let k = next(6);
+                made += 1;
+                if now.is_empty() || k == 0 || k == 1 {
+                    now.push(link(&format!("mv{made}")));
+                } else {
+                    let i = next(now.len() as u64) as usize;
+                    match k {
+                        2 => now[i].up = !now[i].up,
+                        3 => {
+                            now.remove(i);
+                        }
+                        4 => now[i].name = format!("rn{made}"),
+                        _ => {
+                            // Removed and made again in the same turn: now last.
+                            let l = now.remove(i);
+                            now.push(l);
+                        }
+                    }
+                }
+            }
+            w.commit(now.clone()).unwrap();
+            if next(50) == 0 {
+                // A restart: load, then a new writer.
+                let l = load(&p);
+                w = StateWriter::new(&p, l.generation);
+                w.assume_saved(l.links);
+            }
+            let l = load(&p);
+            assert!(l.problem.is_none(), "step {step}: {:?}", l.problem);
+            assert_eq!(l.links, now, "step {step}");
+        }
         std::fs::remove_dir_all(d).unwrap();
     }
 }
