@@ -1,0 +1,223 @@
+//! Presentation: what `link show`, `ports` and the state file say about the macvlans.
+
+use super::*;
+
+impl Manager {
+    pub(super) fn show(&self, name: Option<&str>) -> Response {
+        let mut all: Vec<(u64, LinkInfo)> = Vec::new();
+        // A namespace's name is looked up once per answer, not once per macvlan (each lookup
+        // reads /var/run/netns).
+        let names = std::cell::RefCell::new(HashMap::<NetnsId, String>::new());
+        let ns_name = |n: &NetnsHandle| -> String {
+            let id = n.id().ok();
+            if let Some(s) = id.and_then(|i| names.borrow().get(&i).cloned()) {
+                return s;
+            }
+            let s = n.name().ok().flatten().unwrap_or_else(|| "?".into());
+            if let Some(i) = id {
+                names.borrow_mut().insert(i, s.clone());
+            }
+            s
+        };
+        for pe in self.ports.values() {
+            for d in pe.port.devices() {
+                if name.is_some_and(|n| n != d.name) {
+                    continue;
+                }
+                let Some(e) = pe.devs.get(&d.id) else {
+                    continue;
+                };
+                let mut c = pe.dp.counters(d.id);
+                if let (Some(f), Some(h)) = (&self.fast, e.tap.hidden_ifindex()) {
+                    c.add(&f.counters(h));
+                }
+                all.push((
+                    e.seq,
+                    link_info(&pe.port, pe.netns.as_ref(), d, e, c, &ns_name),
+                ));
+            }
+        }
+        if name.is_some() && all.is_empty() {
+            return Response::Error {
+                errno: Errno::ENODEV.code(),
+                message: None,
+            };
+        }
+        all.sort_by_key(|(s, _)| *s);
+        Response::Links {
+            links: all.into_iter().map(|(_, l)| l).collect(),
+        }
+    }
+
+    pub(super) fn ports_info(&self) -> Response {
+        let ports = self
+            .ports
+            .iter()
+            .map(|((_, ifindex), pe)| {
+                let c = pe.dp.port_counters();
+                PortInfo {
+                    lower: pe.port.lower().name.clone(),
+                    ifindex: *ifindex,
+                    devices: pe.port.devices().iter().map(|d| d.name.clone()).collect(),
+                    bc_queue_len: pe.port.bc_queue_len_used(),
+                    bc_cutoff: pe.port.bc_cutoff(),
+                    lower_rx_dropped: c.lower_rx_dropped
+                        + self
+                            .fast
+                            .as_ref()
+                            .map_or(0, |f| f.lower_rx_dropped(*ifindex)),
+                    malformed: c.malformed,
+                    defrag_dropped: c.defrag_dropped,
+                    socket_dropped: pe.dp.socket_drops(),
+                    worker_restarts: pe.dp.worker_restarts(),
+                }
+            })
+            .collect();
+        Response::Ports { ports }
+    }
+
+    /// Every macvlan, as the state file records them, in creation order. The lower is recorded
+    /// by name; for a lower moved to another namespace that is its name there, which a
+    /// restarted daemon looks up in its own namespace: such a macvlan is not restored
+    /// (`ENODEV`, logged as for a missing lower) unless a device of that name is there.
+    pub fn config(&self) -> Vec<LinkAdd> {
+        let mut all: Vec<(u64, LinkAdd)> = Vec::new();
+        for pe in self.ports.values() {
+            for d in pe.port.devices() {
+                let Some(e) = pe.devs.get(&d.id) else {
+                    continue;
+                };
+                let sources = d.sources();
+                all.push((
+                    e.seq,
+                    LinkAdd {
+                        lower: pe.port.lower().name.clone(),
+                        lower_netns: pe.netns_ref.clone(),
+                        name: d.name.clone(),
+                        address: (d.mode != Mode::Passthru).then_some(d.mac),
+                        mtu: Some(d.mtu),
+                        netns: e.netns_ref.clone(),
+                        up: d.up,
+                        macvlan: MacvlanAttrs {
+                            mode: Some(d.mode.bits()),
+                            flags: Some(d.flags),
+                            macaddr: (d.mode == Mode::Source && !sources.is_empty())
+                                .then_some(umacvlan_core::engine::MacAddrOp::Set(sources)),
+                            bcqueuelen: Some(d.bc_queue_len_req),
+                            bclim: (pe.port.bc_cutoff()
+                                != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
+                                .then_some(pe.port.bc_cutoff()),
+                            macaddr_count: None,
+                            hostaccess: d.hostaccess.then_some(true),
+                        },
+                        cni: e.cni.clone(),
+                    },
+                ));
+            }
+        }
+        all.sort_by_key(|(s, _)| *s);
+        all.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+pub(super) fn netns_text(r: &NetnsRef) -> String {
+    match r {
+        NetnsRef::Name(n) => n.clone(),
+        NetnsRef::Pid(p) => p.to_string(),
+    }
+}
+
+/// `link show` for one macvlan, whose lower lives in `lower_ns` (`None`: the daemon's
+/// namespace). Where the kernel's answer depends on the macvlan's namespace (operstate
+/// without carrier, `M-DOWN`), it is computed from there.
+pub(super) fn link_info(
+    port: &Port,
+    lower_ns: Option<&NetnsHandle>,
+    d: &Device,
+    e: &DevEntry,
+    c: DevCounters,
+    ns_name: &dyn Fn(&NetnsHandle) -> String,
+) -> LinkInfo {
+    let lower = port.lower();
+    let nsid = |n: Option<&NetnsHandle>| n.map(|n| n.id().ok());
+    let with_lower = nsid(e.netns.as_deref()) == nsid(lower_ns);
+    let carrier = port.carrier();
+    let mut flags = Vec::new();
+    if d.up && !carrier {
+        flags.push("NO-CARRIER");
+    }
+    flags.extend(["BROADCAST", "MULTICAST"]);
+    if d.allmulti {
+        flags.push("ALLMULTI");
+    }
+    if d.promisc {
+        flags.push("PROMISC");
+    }
+    if d.up {
+        flags.push("UP");
+        if carrier {
+            flags.push("LOWER_UP");
+        }
+    }
+    // iproute2 prints M-DOWN from the lower's flags only when it can see the lower: in the
+    // same namespace.
+    if !lower.up && with_lower {
+        flags.push("M-DOWN");
+    }
+    // Without carrier the kernel says LOWERLAYERDOWN only if the lower's ifindex, looked up in
+    // the macvlan's own namespace, names a device that is not operationally up.
+    let operstate = match &e.netns {
+        _ if with_lower => port.operstate(d.id),
+        ns if d.up && !carrier => {
+            // A kernel macvlan never finds itself there; our TAP, created in place, may have
+            // been given the lower's ifindex.
+            let peer = RtNetlink::open_in(ns.as_deref())
+                .ok()
+                .and_then(|mut r| r.get_link_by_index(lower.ifindex).ok())
+                .filter(|l| l.ifindex != e.ifindex || l.name != d.name)
+                .map(|l| matches!(l.operstate, OperState::Up | OperState::Unknown));
+            port.operstate_seen_from(d.id, peer)
+        }
+        _ => port.operstate_seen_from(d.id, None),
+    };
+    LinkInfo {
+        ifindex: e.ifindex,
+        ifname: d.name.clone(),
+        link: lower.name.clone(),
+        link_ifindex: lower.ifindex,
+        netns: e.netns.as_deref().map(ns_name),
+        lower_netns: lower_ns.map(ns_name),
+        flags: flags.into_iter().map(String::from).collect(),
+        mtu: d.mtu,
+        operstate: operstate.to_string(),
+        qdisc: if d.ever_up { "noqueue" } else { "noop" }.to_string(),
+        address: d.mac,
+        promiscuity: d.promisc as u32,
+        allmulti: d.allmulti as u32,
+        min_mtu: MIN_MTU,
+        max_mtu: d.max_mtu,
+        mode: Some(d.mode),
+        nopromisc: d.nopromisc(),
+        nodst: d.nodst(),
+        bcqueuelen: d.bc_queue_len_req,
+        usedbcqueuelen: port.bc_queue_len_used(),
+        bclim: (port.bc_cutoff() != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
+            .then_some(port.bc_cutoff()),
+        macaddr_count: d.macaddr_count(),
+        macaddr_data: d.sources(),
+        datapath: (e.tap.datapath() != "tap").then(|| e.tap.datapath().to_string()),
+        hostaccess: d.hostaccess,
+        stats: Stats64 {
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            rx_errors: c.rx_errors,
+            rx_dropped: c.rx_dropped(),
+            multicast: c.rx_multicast,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            tx_errors: 0,
+            tx_dropped: c.tx_dropped,
+        },
+        cni: e.cni.clone(),
+    }
+}

@@ -1,0 +1,174 @@
+//! System side effects: opening a lower (its packet sockets and data plane) and creating a
+//! macvlan's TAP as the kernel would show its macvlan.
+
+use super::*;
+
+impl Manager {
+    /// A port on the lower `lower` of the daemon's namespace.
+    pub(super) fn start_port(
+        &mut self,
+        lower: u32,
+        port: Port,
+        ns: Option<NetnsHandle>,
+        ns_ref: Option<NetnsRef>,
+    ) -> OpResult<PortEntry> {
+        let (lowers, members_sock) = self.open_lower(ns.as_ref(), lower)?;
+        let rtnl = match &ns {
+            Some(h) => Some(RtNetlink::open_in(Some(h))?),
+            None => None,
+        };
+        if let Some(f) = self.fast.as_mut() {
+            if ns.is_some() {
+                // Its programs would have to live in that namespace, with every hidden end.
+                return Err(OpError {
+                    errno: libc::EOPNOTSUPP,
+                    message: Some(
+                        "the bpf datapath serves lowers in the daemon's namespace only".into(),
+                    ),
+                });
+            }
+            f.port_started(&port.lower().name, lower)?;
+        }
+        let view = View {
+            snap: port.snapshot(),
+            uppers: Vec::new(),
+        };
+        let dp = match &self.group_refresh {
+            Some(r) => Dataplane::start_with_refresh(lowers, view, r.clone())?,
+            None => Dataplane::start(lowers, view)?,
+        };
+        if let Some(hub) = &self.monitor {
+            hub.register(dp.monitor_tap());
+        }
+        Ok(PortEntry {
+            port,
+            netns: ns,
+            rtnl,
+            netns_ref: ns_ref,
+            dp,
+            members_sock,
+            members: MembershipSet::new(),
+            refs: LowerRefs::new(),
+            devs: BTreeMap::new(),
+            host: None,
+        })
+    }
+
+    /// The packet sockets of a port on the lower `ifindex` of namespace `ns` (`None`: the
+    /// daemon's): one per data-plane worker (one fanout group), and one holding the
+    /// memberships.
+    pub(super) fn open_lower(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        ifindex: u32,
+    ) -> io::Result<(Vec<Arc<dyn LowerIo>>, LowerSocket)> {
+        let workers = self.opts.workers.max(1);
+        // The first socket gets a group id no other program uses; the others join it.
+        let mut opts = LowerOptions {
+            fanout: (workers > 1).then_some(Fanout {
+                group: None,
+                mode: FanoutMode::Hash,
+                rollover: false,
+            }),
+            rcvbuf: Some(4 << 20),
+            sndbuf: Some(4 << 20),
+            vnet_hdr: true,
+            ..LowerOptions::default()
+        };
+        // Each socket is created in the lower's namespace (by the broker when it is another
+        // one) and configured here.
+        let mut sockets = Vec::new();
+        for _ in 0..workers {
+            let s = LowerSocket::open_in(ns, ifindex, &opts)?;
+            if let Some(f) = opts.fanout.as_mut().filter(|f| f.group.is_none()) {
+                f.group = Some(s.fanout_group()?);
+            }
+            sockets.push(s);
+        }
+        let members = LowerSocket::open_membership_holder_in(ns, ifindex)?;
+        if let Some(f) = &self.fast {
+            // Unicast is the fast path's, and these sockets see every frame before it does.
+            for s in &sockets {
+                f.filter_socket(s)?;
+            }
+        }
+        let lowers: Vec<Arc<dyn LowerIo>> = sockets
+            .into_iter()
+            .map(|s| Arc::new(s) as Arc<dyn LowerIo>)
+            .collect();
+        Ok((lowers, members))
+    }
+
+    /// Creates a macvlan's TAP with its MAC, MTU and carrier, down (the caller brings it up
+    /// once the data plane knows it); returns it with its ifindex.
+    pub(super) fn create_tap(
+        &mut self,
+        ns: Option<&NetnsHandle>,
+        dev: &Device,
+        carrier: bool,
+    ) -> OpResult<(Tap, u32)> {
+        // Vnet headers on both sides: partial checksums and GSO super-frames pass through.
+        let tap = Tap::create_in(
+            ns,
+            &dev.name,
+            TapOptions {
+                vnet_hdr: true,
+                multi_queue: false,
+            },
+        )?;
+        tap.set_mac(dev.mac)?;
+        // Through the namespace's socket: the TAP's own ioctls would need a socket made
+        // there for each call.
+        let rtnl = self.nsreg.rtnl(ns, &mut self.rtnl)?;
+        let l = rtnl.get_link_by_name(&dev.name)?;
+        if l.mtu != dev.mtu {
+            rtnl.set_link(
+                l.ifindex,
+                &LinkChange {
+                    mtu: Some(dev.mtu),
+                    ..Default::default()
+                },
+            )?;
+        }
+        // A TAP is born with carrier on, a state linkwatch never computed an operstate for
+        // (`ip` shows `state UNKNOWN`): one transition has it computed (`UP`), as for a
+        // kernel macvlan.
+        tap.set_carrier(false)?;
+        tap.set_carrier(carrier)?;
+        Ok((tap, l.ifindex))
+    }
+}
+
+/// Gives the TAP a kernel macvlan's `noqueue` root qdisc as it comes up (a kernel macvlan,
+/// `IFF_NO_QUEUE`, shows `noop` until its first up and `noqueue` from then on; a TAP would
+/// get `pfifo_fast`). Set before the first up, it is what up keeps; moving the TAP to
+/// another namespace resets it, so it is set on every up. Failing leaves only the look.
+pub(super) fn noqueue_qdisc(tap: &Upper) {
+    let r = tap.netns().and_then(|ns| {
+        let ifindex = tap.ifindex()?;
+        RtNetlink::open_in(Some(&ns))?
+            .set_root_qdisc_noqueue(ifindex)
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))
+    });
+    if let Err(e) = r {
+        tracing::warn!("could not give a TAP the noqueue qdisc: {e}");
+    }
+}
+
+/// Makes the TAP show what the engine says the macvlan is.
+pub(super) fn sync_tap(tap: &Upper, before: Option<&Device>, after: &Device) -> io::Result<()> {
+    let b = before.cloned();
+    if b.as_ref().is_none_or(|b| b.mac != after.mac) {
+        tap.set_mac(after.mac)?;
+    }
+    if b.as_ref().is_none_or(|b| b.mtu != after.mtu) {
+        tap.set_mtu(after.mtu)?;
+    }
+    if b.as_ref().is_none_or(|b| b.up != after.up) {
+        if after.up {
+            noqueue_qdisc(tap);
+        }
+        tap.set_up(after.up)?;
+    }
+    Ok(())
+}
