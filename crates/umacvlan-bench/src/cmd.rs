@@ -365,7 +365,7 @@ fn unregister(pid: u32) {
 
 /// Removes what runs that are gone left behind: their processes (from their pid registry,
 /// checked against the recorded start time so a reused pid is never hit), their namespaces
-/// ([`umacvlan::lab::Lab::sweep`]) and their scratch directories. Returns what it removed.
+/// ([`umacvlan_lab::lab::Lab::sweep`]) and their scratch directories. Returns what it removed.
 pub fn sweep() -> Vec<String> {
     let mut done = Vec::new();
     let tmp = std::env::temp_dir();
@@ -407,7 +407,7 @@ pub fn sweep() -> Vec<String> {
         }
     }
     let before: Vec<String> = namespaces();
-    umacvlan::lab::Lab::sweep(crate::TAG);
+    umacvlan_lab::lab::Lab::sweep(crate::TAG);
     let after = namespaces();
     for n in before {
         if !after.contains(&n) {
@@ -418,7 +418,7 @@ pub fn sweep() -> Vec<String> {
 }
 
 fn namespaces() -> Vec<String> {
-    umacvlan::lab::run(&["ip", "netns", "list"])
+    umacvlan_lab::lab::run(&["ip", "netns", "list"])
         .stdout
         .lines()
         .filter_map(|l| l.split_whitespace().next())

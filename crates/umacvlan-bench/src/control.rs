@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use umacvlan::cli::client::{Client, DEFAULT_TIMEOUT};
 use umacvlan::cli::{parse, Invocation};
-use umacvlan::lab::{must, Lab};
 use umacvlan::proto::Response;
+use umacvlan_lab::lab::{must, Lab};
 
 use crate::cmd;
 

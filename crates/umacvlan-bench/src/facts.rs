@@ -2,7 +2,7 @@
 //! versions of everything measured.
 
 use serde_json::{json, Value};
-use umacvlan::lab::run;
+use umacvlan_lab::lab::run;
 
 fn first_line(args: &[&str]) -> Option<String> {
     let r = run(args);

@@ -307,7 +307,7 @@ pub fn l2(sl: &mut SystemLab, secs: f64) -> Result<Measured, String> {
 
 /// The receive packet counter of `ifname` in `netns` (`ip -s -j link show`).
 fn rx_packets(netns: &str, ifname: &str) -> Option<u64> {
-    let r = umacvlan::lab::run(&["ip", "-n", netns, "-s", "-j", "link", "show", "dev", ifname]);
+    let r = umacvlan_lab::lab::run(&["ip", "-n", netns, "-s", "-j", "link", "show", "dev", ifname]);
     let v: Value = serde_json::from_str(&r.stdout).ok()?;
     v[0]["stats64"]["rx"]["packets"].as_u64()
 }

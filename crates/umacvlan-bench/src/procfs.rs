@@ -9,7 +9,7 @@ use std::time::Instant;
 pub fn clk_tck() -> u64 {
     static T: OnceLock<u64> = OnceLock::new();
     *T.get_or_init(|| {
-        umacvlan::lab::run(&["getconf", "CLK_TCK"])
+        umacvlan_lab::lab::run(&["getconf", "CLK_TCK"])
             .stdout
             .trim()
             .parse()

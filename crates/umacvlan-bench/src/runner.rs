@@ -202,7 +202,7 @@ impl Config {
 }
 
 fn now_utc() -> String {
-    umacvlan::lab::run(&["date", "-u", "+%Y-%m-%d %H:%M:%S UTC"])
+    umacvlan_lab::lab::run(&["date", "-u", "+%Y-%m-%d %H:%M:%S UTC"])
         .stdout
         .trim()
         .to_string()

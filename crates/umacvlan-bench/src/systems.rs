@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
-use umacvlan::lab::{must, Lab};
 use umacvlan_io::MacAddr;
+use umacvlan_lab::lab::{must, Lab};
 
 use crate::cmd::{self, Proc};
 use crate::l2::Port;
@@ -305,7 +305,7 @@ pub fn link_info(netns: &str, ifname: &str) -> Result<(u32, MacAddr), String> {
 fn wait_link(netns: &str, ifname: &str, timeout: Duration) -> Result<(), String> {
     let end = std::time::Instant::now() + timeout;
     loop {
-        if umacvlan::lab::run(&["ip", "-n", netns, "link", "show", "dev", ifname]).ok() {
+        if umacvlan_lab::lab::run(&["ip", "-n", netns, "link", "show", "dev", ifname]).ok() {
             return Ok(());
         }
         cmd::check()?;

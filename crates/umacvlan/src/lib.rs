@@ -9,7 +9,4 @@
 pub mod cli;
 pub mod cni;
 pub mod daemon;
-pub mod demo;
-pub mod lab;
 pub mod proto;
-pub mod soak;

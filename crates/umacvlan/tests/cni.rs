@@ -9,7 +9,7 @@ mod common;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_umacvlan-cni");
 const REFERENCE: &str = "/usr/lib/cni/macvlan";

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 fn links(lab: &Lab) -> Value {
     serde_json::from_str(&lab.cli_ok(&["-s", "-j", "link", "show"]).unwrap()).unwrap()

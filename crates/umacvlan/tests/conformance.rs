@@ -43,8 +43,8 @@ use world::{Kind, World};
 
 #[test]
 fn kernel_and_umacvlan_agree() {
-    if !umacvlan::lab::can_build_labs() {
-        umacvlan::lab::skip_root_test("conformance needs root and iproute2");
+    if !umacvlan_lab::lab::can_build_labs() {
+        umacvlan_lab::lab::skip_root_test("conformance needs root and iproute2");
         return;
     }
     let only: Vec<String> = std::env::var("CONFORMANCE_ONLY")

@@ -2,7 +2,7 @@
 //! too). A lower veth whose peer is an "external host"; macvlans in their own namespaces.
 
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 mod common;
 use common::*;

@@ -1,6 +1,6 @@
 //! `umacvlan demo` runs to completion and leaves nothing behind.
 
-use umacvlan::lab;
+use umacvlan_lab::lab;
 
 /// The tests look for leftovers by the demo's name prefix: one demo at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 mod common;
 use common::*;

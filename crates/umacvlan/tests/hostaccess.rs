@@ -14,8 +14,8 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
-use umacvlan::lab::Lab;
 use umacvlan_io::netns::NetnsHandle;
+use umacvlan_lab::lab::Lab;
 
 const HOST_IP: &str = "10.50.0.10";
 

@@ -28,9 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
 use umacvlan_io::afpacket::{LowerOptions, LowerSocket, PacketType, RxBatch};
 use umacvlan_io::netns::NetnsHandle;
+use umacvlan_lab::lab::{self, Lab};
 
 mod common;
 use common::*;

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 /// A streaming CLI process (monitor or capture) and the lines it printed so far.
 struct Stream {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use umacvlan::lab;
+use umacvlan_lab::lab;
 
 const FILES: &[&str] = &[
     "/usr/bin/umacvlan",

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_umacvlan-cni");
 

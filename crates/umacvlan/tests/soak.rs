@@ -4,7 +4,7 @@
 //! 0.3 minutes; the whole test then takes about 25 s).
 
 use std::time::Instant;
-use umacvlan::lab;
+use umacvlan_lab::lab;
 
 mod common;
 

@@ -72,9 +72,28 @@ fn daemon_main(args: Vec<String>) -> i32 {
     crate::daemon::main(args)
 }
 
-/// `umacvlan demo …`.
+/// `umacvlan demo …`: becomes `umacvlan-demo` (the lab crate's program, kept out of the
+/// product library) from beside this binary, telling it which umacvlan to drive. An `exec`, so
+/// that the process (and whoever signals it) stays the same.
 fn demo_main(args: Vec<String>) -> i32 {
-    crate::demo::main(args)
+    use std::os::unix::process::CommandExt;
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("umacvlan demo: cannot find my own binary: {e}");
+            return 1;
+        }
+    };
+    let demo = me.with_file_name("umacvlan-demo");
+    let e = std::process::Command::new(&demo)
+        .args(&args)
+        .env("UMACVLAN_BIN", &me)
+        .exec();
+    eprintln!(
+        "umacvlan demo: cannot run {} ({e}); it is built with the workspace (cargo build --release)",
+        demo.display()
+    );
+    1
 }
 
 fn emit(e: &Exit) -> i32 {

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::time::{Duration, Instant};
-use umacvlan::lab::{self, Lab};
+use umacvlan_lab::lab::{self, Lab};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 
@@ -12,8 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 #[macro_export]
 macro_rules! need_root {
     () => {
-        if !umacvlan::lab::can_build_labs() {
-            umacvlan::lab::skip_root_test("needs root and iproute2");
+        if !umacvlan_lab::lab::can_build_labs() {
+            umacvlan_lab::lab::skip_root_test("needs root and iproute2");
             return;
         }
     };

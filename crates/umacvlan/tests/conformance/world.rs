@@ -11,10 +11,10 @@ use super::frames::{self, Frame, TAG_LEN};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use umacvlan::lab::{run, Lab, Run};
 use umacvlan_io::afpacket::{LowerOptions, LowerSocket, PacketType, RxBatch};
 use umacvlan_io::netlink::RtNetlink;
 use umacvlan_io::netns::NetnsHandle;
+use umacvlan_lab::lab::{run, Lab, Run};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 
@@ -1254,5 +1254,5 @@ fn daemon_args() -> Vec<&'static str> {
 }
 
 fn lab_must(args: &[&str]) -> Result<String, String> {
-    umacvlan::lab::must(args)
+    umacvlan_lab::lab::must(args)
 }

@@ -83,6 +83,11 @@ pub fn must(args: &[&str]) -> Result<String, String> {
 }
 
 impl Lab {
+    /// The umacvlan binary the lab's daemon and commands run.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// A new lab; `tag` becomes part of every name (`umv-<tag>-<pid>-<n>-…`). `bin` is the
     /// umacvlan binary to run as daemon and CLI.
     pub fn new(tag: &str, bin: &Path) -> Lab {
@@ -406,10 +411,10 @@ pub fn run_program<T>(
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(s, interrupted.clone());
     }
-    let bin = match std::env::current_exe() {
+    let bin = match umacvlan_binary() {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("{who}: cannot find my own binary: {e}");
+            eprintln!("{who}: {e}");
             return ProgramEnd::NotStarted;
         }
     };
@@ -438,5 +443,21 @@ pub fn run_program<T>(
     match r {
         Err(e) if interrupted.load(Ordering::SeqCst) => ProgramEnd::Interrupted(e),
         r => ProgramEnd::Done(r),
+    }
+}
+
+/// The product binary a lab program (the demo, the soak) drives: the one that started it
+/// (`umacvlan demo` passes its own path in `UMACVLAN_BIN`), else `umacvlan` beside this
+/// program.
+pub fn umacvlan_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("UMACVLAN_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let beside = me.with_file_name("umacvlan");
+    if beside.exists() {
+        Ok(beside)
+    } else {
+        Err(format!("no umacvlan binary beside {}", me.display()))
     }
 }

@@ -329,8 +329,7 @@ fn reachability(lab: &Lab, nodes: &[(String, String, String)]) -> Vec<Vec<bool>>
 fn monitor_excerpt(lab: &Lab, members: &[Member]) -> Result<(), String> {
     use std::io::BufRead;
     println!("      What umacvlan decided, frame by frame (`umacvlan monitor`, private → bridge, bridge → vepa):");
-    let bin = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = std::process::Command::new(bin)
+    let mut child = std::process::Command::new(lab.bin())
         .arg("--socket")
         .arg(lab.socket())
         .arg("monitor")

@@ -47,9 +47,7 @@
 //! `UMACVLAN_SOAK_FAULT=lose-one` makes the receiver ignore one measured datagram, to show that
 //! check (b) catches a lost frame.
 
-use crate::cli::client::{Client, DEFAULT_TIMEOUT};
 use crate::lab::{self, Lab};
-use crate::proto::{LinkSet, Request, Response};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -59,6 +57,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use umacvlan::cli::client::{Client, DEFAULT_TIMEOUT};
+use umacvlan::proto::{LinkSet, Request, Response};
 use umacvlan_core::engine::{MacvlanAttrs, Mode};
 use umacvlan_io::epoll::{Epoll, Events, Interest};
 use umacvlan_io::netns::NetnsHandle;
@@ -391,7 +391,7 @@ fn run(lab: &mut Lab, minutes: f64, interrupted: &AtomicBool) -> Result<bool, St
     };
     let churn = {
         let stop = stop_churn.clone();
-        let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin = lab.bin().to_path_buf();
         let ctx = ChurnCtx {
             bin,
             socket: lab.socket().to_path_buf(),
