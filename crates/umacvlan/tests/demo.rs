@@ -2,6 +2,8 @@
 
 use umacvlan_lab::lab;
 
+mod common;
+
 /// The tests look for leftovers by the demo's name prefix: one demo at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -12,6 +14,7 @@ fn demo_runs_to_completion_and_leaves_no_namespace_link_or_process() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::build_demo_program();
     let links_before = lab::run(&["ip", "-o", "link", "show"])
         .stdout
         .lines()
@@ -72,6 +75,7 @@ fn an_interrupted_demo_still_removes_everything() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::build_demo_program();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_umacvlan"))
         .arg("demo")
         .stdout(std::process::Stdio::piped())

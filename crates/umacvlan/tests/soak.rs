@@ -11,6 +11,7 @@ mod common;
 #[test]
 fn a_short_soak_passes_every_check_and_leaves_nothing_behind() {
     need_root!();
+    common::build_demo_program();
     let minutes = std::env::var("UMACVLAN_SOAK_MINUTES").unwrap_or_else(|_| "0.3".into());
     let t = Instant::now();
     let child = std::process::Command::new(common::BIN)

@@ -134,3 +134,22 @@ pub fn saved_names(path: &std::path::Path) -> Vec<String> {
         .map(|l| l.name)
         .collect()
 }
+
+/// Makes sure `umacvlan-demo` (the lab crate's program, which `umacvlan demo` becomes) is
+/// built beside [`BIN`]: `cargo test` builds only this package's binaries for its tests.
+pub fn build_demo_program() {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "umacvlan-lab",
+        "--bin",
+        "umacvlan-demo",
+    ]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("run cargo");
+    assert!(st.success(), "cargo build -p umacvlan-lab failed: {st}");
+}
