@@ -697,8 +697,23 @@ impl Manager {
         out
     }
 
+    /// Every namespace holding a TAP or a lower of ours, by id (the loop asks every turn: no
+    /// handle is duplicated for it).
+    pub fn watched_namespace_ids(&self) -> std::collections::HashSet<NetnsId> {
+        let mut out = std::collections::HashSet::new();
+        for pe in self.ports.values() {
+            let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
+            for ns in pe.netns.iter().chain(taps) {
+                if let Ok(id) = ns.id() {
+                    out.insert(id);
+                }
+            }
+        }
+        out
+    }
+
     /// A handle of namespace `id` taken from a TAP or a lower of ours living there.
-    fn netns_handle(&self, id: NetnsId) -> Option<NetnsHandle> {
+    pub fn netns_handle(&self, id: NetnsId) -> Option<NetnsHandle> {
         self.ports.values().find_map(|pe| {
             let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
             pe.netns

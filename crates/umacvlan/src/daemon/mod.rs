@@ -130,7 +130,7 @@ const TOKEN_INBOX: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_GROUPS: u64 = 2;
 const TOKEN_RELOAD: u64 = 3;
-// Monitors take TOKEN_MONITOR + i: keep it last.
+// Monitors take TOKEN_MONITOR + their slot: keep it last.
 const TOKEN_MONITOR: u64 = 4;
 /// How often multicast lists are re-read at most (the kernel sends no event for link-layer
 /// joins); between two polls, a group frame a filter refused asks for a re-read at once.
@@ -288,10 +288,11 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
     let mut group_pacer = group_refresh::Pacer::default();
     // Link monitors: the daemon's namespace (lowers, TAPs left here), then each namespace
     // holding a TAP or a lower moved there.
-    let mut monitors: Vec<(Option<NetnsId>, Option<NetnsHandle>, LinkMonitor)> = Vec::new();
+    #[allow(clippy::type_complexity)]
+    let mut monitors: Vec<Option<(Option<NetnsId>, Option<NetnsHandle>, LinkMonitor)>> = Vec::new();
     let own = LinkMonitor::open()?;
     epoll.add(own.as_raw_fd(), TOKEN_MONITOR, Interest::READABLE)?;
-    monitors.push((None, None, own));
+    monitors.push(Some((None, None, own)));
     if let Some(w) = state_writer.as_mut() {
         w.assume_saved(mgr.config());
     }
@@ -382,7 +383,7 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
                 }
                 t => {
                     let i = (t - TOKEN_MONITOR) as usize;
-                    let Some((ns, _, m)) = monitors.get_mut(i) else {
+                    let Some((ns, _, m)) = monitors.get_mut(i).and_then(Option::as_mut) else {
                         continue;
                     };
                     let ns = *ns;
@@ -421,38 +422,57 @@ pub fn run(args: &DaemonArgs) -> io::Result<()> {
             last_poll = std::time::Instant::now();
         }
         // Watch every namespace that holds a TAP or a lower; forget namespaces no longer used.
-        let wanted = mgr.watched_namespaces();
-        let mut changed = false;
-        for ns in wanted.iter() {
-            let id = ns.id().ok();
-            if !monitors.iter().any(|(i, _, _)| *i == id) {
-                match (LinkMonitor::open_in(Some(ns)), ns.try_clone()) {
-                    (Ok(m), Ok(h)) => {
-                        monitors.push((id, Some(h), m));
-                        changed = true;
-                        touched = true;
-                        // Catch changes made there between creating the TAP (or following the
-                        // lower) and watching its namespace.
-                        mgr.link_event(id, LinkEvent::Overrun);
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        // E.g. EPERM under --no-netns. Said once per namespace.
-                        if unwatchable.insert(id) {
-                            tracing::warn!(
-                                "cannot watch a namespace holding a TAP or a lower ({e}): \
-                                 changes made there are not followed"
-                            );
+        // A monitor keeps its slot (its epoll token), so a namespace coming or going touches
+        // only its own; the set is compared by id, with no handle duplicated per turn.
+        let wanted = mgr.watched_namespace_ids();
+        let watched: std::collections::HashSet<NetnsId> = monitors
+            .iter()
+            .flatten()
+            .filter_map(|(id, _, _)| *id)
+            .collect();
+        for &id in wanted.iter().filter(|id| !watched.contains(id)) {
+            let Some(ns) = mgr.netns_handle(id) else {
+                continue;
+            };
+            match LinkMonitor::open_in(Some(&ns)) {
+                Ok(m) => {
+                    let slot = match monitors.iter().position(Option::is_none) {
+                        Some(free) => free,
+                        None => {
+                            monitors.push(None);
+                            monitors.len() - 1
                         }
+                    };
+                    epoll.add(
+                        m.as_raw_fd(),
+                        TOKEN_MONITOR + slot as u64,
+                        Interest::READABLE,
+                    )?;
+                    monitors[slot] = Some((Some(id), Some(ns), m));
+                    touched = true;
+                    // Catch changes made there between creating the TAP (or following the
+                    // lower) and watching its namespace.
+                    mgr.link_event(Some(id), LinkEvent::Overrun);
+                }
+                Err(e) => {
+                    // E.g. EPERM under --no-netns. Said once per namespace.
+                    if unwatchable.insert(Some(id)) {
+                        tracing::warn!(
+                            "cannot watch a namespace holding a TAP or a lower ({e}): \
+                             changes made there are not followed"
+                        );
                     }
                 }
             }
         }
-        let before = monitors.len();
-        monitors.retain(|(id, _, _)| id.is_none() || wanted.iter().any(|w| w.id().ok() == *id));
-        if changed || before != monitors.len() {
-            for (i, (_, _, m)) in monitors.iter().enumerate() {
-                let _ = epoll.delete(m.as_raw_fd());
-                epoll.add(m.as_raw_fd(), TOKEN_MONITOR + i as u64, Interest::READABLE)?;
+        for slot in monitors.iter_mut() {
+            let gone = slot
+                .as_ref()
+                .is_some_and(|(id, _, _)| id.is_some_and(|i| !wanted.contains(&i)));
+            if gone {
+                if let Some((_, _, m)) = slot.take() {
+                    let _ = epoll.delete(m.as_raw_fd());
+                }
             }
         }
         // What the resyncs of newly watched namespaces found (no request is pending now).
