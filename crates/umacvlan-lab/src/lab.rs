@@ -313,23 +313,16 @@ impl Lab {
         }
     }
 
-    /// Pings `dst` from namespace `ns`: `count` echoes, waiting at most 1 s each.
+    /// Pings `dst` from namespace `ns`: `count` echoes, waiting at most 1 s each; whether
+    /// every one was answered.
     pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
-        self.exec(
-            ns,
-            &[
-                "ping",
-                "-c",
-                &count.to_string(),
-                "-W",
-                "1",
-                "-i",
-                "0.2",
-                "-q",
-                dst,
-            ],
-        )
-        .ok()
+        self.ping_run(ns, dst, count).ok()
+    }
+
+    /// [`Lab::ping`], with ping's output (a line per echo, `DUP!` marks, the summary).
+    pub fn ping_run(&self, ns: &str, dst: &str, count: u32) -> Run {
+        let count = count.to_string();
+        self.exec(ns, &["ping", "-c", &count, "-W", "1", "-i", "0.2", dst])
     }
 }
 

@@ -68,20 +68,7 @@ fn build(lab: &mut Lab, kernel: bool) -> Side {
 
 /// Pings `count` times; returns (received, duplicates).
 fn ping(lab: &Lab, ns: &str, dst: &str, count: u32) -> (u32, u32) {
-    let r = lab.exec(
-        ns,
-        &[
-            "ping",
-            "-c",
-            &count.to_string(),
-            "-W",
-            "1",
-            "-i",
-            "0.2",
-            "-q",
-            dst,
-        ],
-    );
+    let r = lab.ping_run(ns, dst, count);
     let text = r.stdout;
     let num_before = |word: &str| -> u32 {
         text.split(',')

@@ -22,15 +22,7 @@ const HOST_IP: &str = "10.50.0.10";
 /// host (lower eth0 with 10.50.0.10/24) ↔ ext (10.50.0.1, plain or behind a hairpin bridge);
 /// with `daemon`, a umacvlan daemon in the host namespace.
 fn topology(tag: &str, hairpin: bool, daemon: bool) -> (Lab, String, String) {
-    let mut lab = Lab::new(tag, std::path::Path::new(BIN));
-    let host = lab.ns("host").unwrap();
-    let ext = lab.ns("ext").unwrap();
-    lab.veth(&host, "eth0", &ext, "eth0").unwrap();
-    if hairpin {
-        lab.hairpin_switch(&ext, "eth0", "10.50.0.1/24").unwrap();
-    } else {
-        lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
-    }
+    let (mut lab, host, ext) = host_and_ext(tag, hairpin);
     lab.addr(&host, "eth0", &format!("{HOST_IP}/24")).unwrap();
     if daemon {
         // The TAP path (UMACVLAN_DATAPATH=bpf would pick the one that refuses the option).
@@ -57,19 +49,7 @@ fn kernel_macvlan(lab: &mut Lab, host: &str, name: &str, mode: &str, last: u8) -
 
 /// `count` pings; the output (with `DUP!` lines) and whether every echo was answered.
 fn ping(lab: &Lab, ns: &str, dst: &str, count: u32) -> (bool, String) {
-    let r = lab.exec(
-        ns,
-        &[
-            "ping",
-            "-c",
-            &count.to_string(),
-            "-W",
-            "1",
-            "-i",
-            "0.2",
-            dst,
-        ],
-    );
+    let r = lab.ping_run(ns, dst, count);
     (r.ok(), format!("{}{}", r.stdout, r.stderr))
 }
 
@@ -411,15 +391,19 @@ fn hostaccess_with_a_hairpin_switch_delivers_once() {
     assert_eq!(broadcasts_seen_by_host(&host, &mv), 1);
 }
 
-/// How many copies of one UDP broadcast sent from `ns` the host's stack receives.
+/// How many copies of one UDP broadcast sent from `ns` the host's stack receives within
+/// `wait`.
 fn broadcasts_seen_by_host(host: &str, ns: &str) -> usize {
+    broadcast_copies(host, ns, Duration::from_millis(500))
+}
+
+fn broadcast_copies(host: &str, ns: &str, wait: Duration) -> usize {
     let rx = NetnsHandle::from_name(host)
         .unwrap()
         .run_in(|| UdpSocket::bind(("0.0.0.0", 5997)))
         .unwrap()
         .unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    rx.set_read_timeout(Some(wait)).unwrap();
     let tx = NetnsHandle::from_name(ns)
         .unwrap()
         .run_in(|| UdpSocket::bind(("0.0.0.0", 0)))
@@ -579,30 +563,9 @@ fn injected_frames_are_not_taken_for_frames_from_the_wire() {
     assert_eq!(own, 0, "mv received its own frames back");
 }
 
-/// A UDP broadcast from `ns` (10.50.0.255) reaches a socket of the host.
+/// A UDP broadcast from `ns` (10.50.0.255) reaches a socket of the host (up to ten tries).
 fn broadcast_reaches_host(host: &str, ns: &str) -> bool {
-    let rx = NetnsHandle::from_name(host)
-        .unwrap()
-        .run_in(|| UdpSocket::bind(("0.0.0.0", 5998)))
-        .unwrap()
-        .unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let tx = NetnsHandle::from_name(ns)
-        .unwrap()
-        .run_in(|| UdpSocket::bind(("0.0.0.0", 0)))
-        .unwrap()
-        .unwrap();
-    tx.set_broadcast(true).unwrap();
-    let mut buf = [0u8; 64];
-    let mut seen = false;
-    for _ in 0..10 {
-        tx.send_to(b"from-mv-bcast", ("10.50.0.255", 5998)).unwrap();
-        if let Ok((n, _)) = rx.recv_from(&mut buf) {
-            seen |= &buf[..n] == b"from-mv-bcast";
-        }
-    }
-    seen
+    (0..10).any(|_| broadcast_copies(host, ns, Duration::from_millis(300)) > 0)
 }
 
 /// The bpf data path cannot carry the option yet: it refuses it, creating nothing.

@@ -24,8 +24,8 @@ pub fn base(tag: &str, hairpin: bool) -> (Lab, String, String) {
     base_with(tag, hairpin, &[])
 }
 
-/// [`base`], with more daemon arguments (e.g. `--datapath bpf`).
-pub fn base_with(tag: &str, hairpin: bool, daemon_args: &[&str]) -> (Lab, String, String) {
+/// host (lower eth0) ↔ ext (10.50.0.1 on eth0, or on a hairpin bridge), no daemon yet.
+pub fn host_and_ext(tag: &str, hairpin: bool) -> (Lab, String, String) {
     let mut lab = Lab::new(tag, std::path::Path::new(BIN));
     let host = lab.ns("host").unwrap();
     let ext = lab.ns("ext").unwrap();
@@ -35,6 +35,12 @@ pub fn base_with(tag: &str, hairpin: bool, daemon_args: &[&str]) -> (Lab, String
     } else {
         lab.addr(&ext, "eth0", "10.50.0.1/24").unwrap();
     }
+    (lab, host, ext)
+}
+
+/// [`base`], with more daemon arguments (e.g. `--datapath bpf`).
+pub fn base_with(tag: &str, hairpin: bool, daemon_args: &[&str]) -> (Lab, String, String) {
+    let (mut lab, host, ext) = host_and_ext(tag, hairpin);
     let mut args = vec!["--log", "debug"];
     args.extend_from_slice(daemon_args);
     lab.start_daemon(&host, &args).unwrap();
