@@ -177,7 +177,29 @@ impl Client {
     /// [`Request::Hello`]: checks that the daemon speaks [`PROTOCOL_VERSION`]; returns its
     /// package version.
     pub fn hello(&mut self) -> Result<String, ClientError> {
-        match self.call(Request::Hello)? {
+        let answer = self.call(Request::Hello)?;
+        self.check_hello(answer)
+    }
+
+    /// [`hello`](Self::hello) and `request` sent together, one round trip: a daemon that
+    /// speaks another version refuses `request` by its envelope (`EINVAL`) without applying
+    /// it, and the hello's answer is checked before the request's is used.
+    pub fn hello_then(&mut self, request: Request) -> Result<Response, ClientError> {
+        let mut answers = self
+            .pipeline(&[Request::Hello, request], 2, false)?
+            .into_iter();
+        let (Some(hello), Some(answer)) = (answers.next(), answers.next()) else {
+            return Err(ClientError::Protocol(
+                self.path.clone(),
+                "answers missing".into(),
+            ));
+        };
+        self.check_hello(hello)?;
+        Ok(answer)
+    }
+
+    fn check_hello(&self, answer: Response) -> Result<String, ClientError> {
+        match answer {
             Response::Hello { version, daemon } if version == PROTOCOL_VERSION => Ok(daemon),
             Response::Hello { version, .. } => {
                 Err(ClientError::Version(self.path.clone(), version))
@@ -247,6 +269,57 @@ mod tests {
         assert_eq!(sent[0], "{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
         let env: Envelope = serde_json::from_str(&sent[1]).unwrap();
         assert_eq!(env.request, Request::LinkDel { name: "mv0".into() });
+        let _ = std::fs::remove_file(&p);
+    }
+
+    /// The hello and the request go out together: this daemon reads both before it answers
+    /// either (a client waiting for the hello's answer first would time out).
+    #[test]
+    fn hello_then_sends_both_before_reading() {
+        let p = tmp_sock("both");
+        let _ = std::fs::remove_file(&p);
+        let l = UnixListener::bind(&p).unwrap();
+        let h = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut got = vec![String::new(), String::new()];
+            for line in got.iter_mut() {
+                r.read_line(line).unwrap();
+            }
+            w.write_all(
+                b"{\"status\":\"hello\",\"version\":1,\"daemon\":\"0.1.0\"}\n{\"status\":\"ok\"}\n",
+            )
+            .unwrap();
+            got
+        });
+        let mut c = Client::connect(&p, Duration::from_secs(2)).unwrap();
+        let r = c.hello_then(Request::LinkDel { name: "mv0".into() });
+        assert_eq!(r.unwrap(), Response::Ok);
+        let sent = h.join().unwrap();
+        assert_eq!(sent[0], "{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
+        let env: Envelope = serde_json::from_str(&sent[1]).unwrap();
+        assert_eq!(env.request, Request::LinkDel { name: "mv0".into() });
+        let _ = std::fs::remove_file(&p);
+    }
+
+    /// A daemon of another version: the hello's verdict wins over the request's answer.
+    #[test]
+    fn hello_then_reports_the_version_not_the_refusal() {
+        let p = tmp_sock("ver2");
+        let h = fake_daemon(
+            &p,
+            vec![
+                "{\"status\":\"hello\",\"version\":9,\"daemon\":\"x\"}\n".into(),
+                "{\"status\":\"error\",\"errno\":22}\n".into(),
+            ],
+        );
+        let mut c = Client::connect(&p, DEFAULT_TIMEOUT).unwrap();
+        let e = c
+            .hello_then(Request::LinkDel { name: "mv0".into() })
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Version(_, 9)), "{e}");
+        h.join().unwrap();
         let _ = std::fs::remove_file(&p);
     }
 

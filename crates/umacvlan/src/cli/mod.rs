@@ -127,7 +127,7 @@ pub fn run(opts: &GlobalOpts, action: &Action) -> Exit {
             }
         }
     };
-    let resp = c.hello().and_then(|_| c.call(action.request()));
+    let resp = c.hello_then(action.request());
     match resp {
         Ok(r) => render(opts, action, r),
         Err(e) => Exit {

@@ -30,17 +30,19 @@ impl LowerRefs {
     }
 
     /// Makes the lower `ifindex` of namespace `ns` (`None`: the caller's) carry `promisc`
-    /// and `allmulti` references in total, the first of each being held elsewhere.
+    /// and `allmulti` references in total, the first of each being held elsewhere. Says
+    /// whether it changed any.
     pub fn sync(
         &mut self,
         ns: Option<&NetnsHandle>,
         ifindex: u32,
         promisc: u32,
         allmulti: u32,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let want_p = promisc.saturating_sub(1) as usize;
         let want_a = allmulti.saturating_sub(1) as usize;
         let n = want_p.max(want_a);
+        let mut changed = self.socks.len() > n;
         self.socks.truncate(n);
         while self.socks.len() < n {
             // Created in the lower's namespace (by the broker when it is another one).
@@ -59,9 +61,10 @@ impl LowerRefs {
                         s.drop_membership(m)?;
                     }
                     *held = want;
+                    changed = true;
                 }
             }
         }
-        Ok(())
+        Ok(changed)
     }
 }

@@ -595,24 +595,35 @@ impl Manager {
         pe.dp.publish(View { snap, uppers });
         observe::publish_names(pe);
         let wanted = wanted_members(&pe.port);
+        let mut held_changed = pe.members != wanted;
         if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
         {
             tracing::warn!("lower filter update failed: {e}");
         }
         let f = pe.port.lower_filters();
-        if let Err(e) = pe
+        match pe
             .refs
             .sync(pe.netns.as_ref(), lower.1, f.promisc, f.allmulti)
         {
-            tracing::warn!("lower promiscuity/allmulti references update failed: {e}");
+            Ok(changed) => held_changed |= changed,
+            Err(e) => {
+                held_changed = true;
+                tracing::warn!("lower promiscuity/allmulti references update failed: {e}");
+            }
         }
         // Our memberships change the lower's promiscuity and allmulti counts, which widen the
-        // port filters: read them back. (Its multicast list is polled with the macvlans'.)
+        // port filters: read them back when they changed (anyone else's changes arrive as
+        // events). Its multicast list is polled with the macvlans'.
         let rtnl = match pe.rtnl.as_mut() {
             Some(r) => r,
             None => &mut self.rtnl,
         };
-        if let Ok(l) = rtnl.get_link_by_index(lower.1) {
+        let read_back = if held_changed {
+            rtnl.get_link_by_index(lower.1).ok()
+        } else {
+            None
+        };
+        if let Some(l) = read_back {
             let s = lower_flags(&l);
             if (s.promisc, s.allmulti) != (pe.port.lower().promisc, pe.port.lower().allmulti) {
                 pe.port.lower_rx_flags_changed(s.promisc, s.allmulti);

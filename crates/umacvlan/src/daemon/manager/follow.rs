@@ -155,8 +155,13 @@ impl Manager {
             let (Some(a), Some(e)) = (pe.port.device(b.id), pe.devs.get(&b.id)) else {
                 continue;
             };
-            if let Err(err) = sync_tap(&e.tap, Some(b), a) {
-                tracing::warn!(name = %a.name, "could not update the TAP: {err}");
+            let synced = self
+                .nsreg
+                .rtnl(e.netns.as_deref(), &mut self.rtnl)
+                .map_err(OpError::from)
+                .and_then(|rtnl| sync_tap(&e.tap, rtnl, e.ifindex, Some(b), a));
+            if let Err(err) = synced {
+                tracing::warn!(name = %a.name, "could not update the TAP: errno {}", err.errno);
             }
         }
         self.commit(lower);
@@ -379,8 +384,13 @@ impl Manager {
         observed.mtu = obs.mtu;
         observed.up = obs.up;
         if let Some(e) = pe.devs.get(&id) {
-            if let Err(err) = sync_tap(&e.tap, Some(&observed), &after) {
-                tracing::warn!(name = %after.name, "could not restore the TAP: {err}");
+            let synced = self
+                .nsreg
+                .rtnl(e.netns.as_deref(), &mut self.rtnl)
+                .map_err(OpError::from)
+                .and_then(|rtnl| sync_tap(&e.tap, rtnl, e.ifindex, Some(&observed), &after));
+            if let Err(err) = synced {
+                tracing::warn!(name = %after.name, "could not restore the TAP: errno {}", err.errno);
             }
         }
         if after != before {

@@ -262,8 +262,13 @@ impl Manager {
         let entry = pe.devs.get_mut(&id).expect("has a TAP");
         let after = port.device(id).cloned().expect("found");
         done.push(LinkSetStep::TapSynced);
-        if let Err(e) = sync_tap(&entry.tap, Some(before), &after) {
-            return Err((e.into(), done));
+        let synced = self
+            .nsreg
+            .rtnl(entry.netns.as_deref(), &mut self.rtnl)
+            .map_err(OpError::from)
+            .and_then(|rtnl| sync_tap(&entry.tap, rtnl, entry.ifindex, Some(before), &after));
+        if let Err(e) = synced {
+            return Err((e, done));
         }
         let Some(ns) = new_ns else {
             return Ok(());
@@ -327,7 +332,10 @@ impl Manager {
                     let Some(e) = self.ports.get(&lower).and_then(|p| p.devs.get(&id)) else {
                         continue;
                     };
-                    sync_tap(&e.tap, None, before).map_err(OpError::from)
+                    self.nsreg
+                        .rtnl(e.netns.as_deref(), &mut self.rtnl)
+                        .map_err(OpError::from)
+                        .and_then(|rtnl| sync_tap(&e.tap, rtnl, e.ifindex, None, before))
                 }
                 LinkSetStep::Moved(from, from_ref) => {
                     let Some(e) = self.ports.get_mut(&lower).and_then(|p| p.devs.get_mut(&id))

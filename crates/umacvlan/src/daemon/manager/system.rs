@@ -155,20 +155,55 @@ pub(super) fn noqueue_qdisc(tap: &Upper) {
     }
 }
 
-/// Makes the TAP show what the engine says the macvlan is.
-pub(super) fn sync_tap(tap: &Upper, before: Option<&Device>, after: &Device) -> io::Result<()> {
-    let b = before.cloned();
-    if b.as_ref().is_none_or(|b| b.mac != after.mac) {
-        tap.set_mac(after.mac)?;
-    }
-    if b.as_ref().is_none_or(|b| b.mtu != after.mtu) {
-        tap.set_mtu(after.mtu)?;
-    }
-    if b.as_ref().is_none_or(|b| b.up != after.up) {
-        if after.up {
-            noqueue_qdisc(tap);
+/// Makes the macvlan's device show what the engine says the macvlan is. A TAP is changed
+/// through `rtnl`, the rtnetlink socket of its namespace, in one message (MAC, MTU, up, in the
+/// order the kernel applies them) with the qdisc set first when it comes up: its own ioctls
+/// would each need a socket made in that namespace. A failure midway is the caller's to undo.
+pub(super) fn sync_tap(
+    tap: &Upper,
+    rtnl: &mut RtNetlink,
+    ifindex: u32,
+    before: Option<&Device>,
+    after: &Device,
+) -> OpResult {
+    let mac = before
+        .is_none_or(|b| b.mac != after.mac)
+        .then_some(after.mac);
+    let mtu = before
+        .is_none_or(|b| b.mtu != after.mtu)
+        .then_some(after.mtu);
+    let up = before.is_none_or(|b| b.up != after.up).then_some(after.up);
+    let Upper::Tap(_) = tap else {
+        if let Some(m) = mac {
+            tap.set_mac(m)?;
         }
-        tap.set_up(after.up)?;
+        if let Some(m) = mtu {
+            tap.set_mtu(m)?;
+        }
+        if let Some(u) = up {
+            if u {
+                noqueue_qdisc(tap);
+            }
+            tap.set_up(u)?;
+        }
+        return Ok(());
+    };
+    if up == Some(true) {
+        if let Err(e) = rtnl.set_root_qdisc_noqueue(ifindex) {
+            tracing::warn!("could not give a TAP the noqueue qdisc: {e}");
+        }
     }
+    if mac.is_none() && mtu.is_none() && up.is_none() {
+        return Ok(());
+    }
+    rtnl.set_link(
+        ifindex,
+        &LinkChange {
+            mac,
+            mtu,
+            up,
+            ..Default::default()
+        },
+    )?;
     Ok(())
 }
