@@ -479,8 +479,9 @@ fn scaling(r: &Results, path: &Path) -> Result<(), String> {
         *ns.last().unwrap_or(&1000) as f64,
     );
     for (panel, (key, title, unit, scale)) in panels.iter().zip(specs) {
-        let lines: Vec<(&str, Vec<(f64, Summary)>)> = [REFERENCE, "umacvlan"]
-            .into_iter()
+        let lines: Vec<(&str, Vec<(f64, Summary)>)> = crate::scale::KINDS
+            .iter()
+            .map(|k| k.id())
             .map(|sys| {
                 (
                     sys,

@@ -637,37 +637,57 @@ pub fn markdown(r: &Results) -> String {
         v
     };
     if !points.is_empty() {
-        let u = "umacvlan";
+        let base = points[0];
         let _ = writeln!(o, "## Data plane vs number of macvlans on the lower\n");
         let _ = writeln!(
             o,
-            "The two endpoint macvlans plus N − 2 more (up, idle) on the same lower; 60-byte frames \
-             and ping between the endpoints, and the daemon's CPU while nothing is sent (which the \
-             CPU per frame includes).\n"
+            "The two endpoint macvlans plus N − 2 more on the same lower, {} to a namespace, up, \
+             each with an IPv4 and an IPv6 address, settled {} s; 60-byte frames and ping between \
+             the endpoints, and the switching process's CPU while the endpoints send nothing \
+             (which the CPU per frame includes). In brackets: the ratio to the kernel at the same \
+             N; \"vs N = {base}\": the ratio to the same system with {base}.\n",
+            crate::scale::PER_NAMESPACE,
+            crate::scale::SETTLE.as_secs()
         );
         let _ = writeln!(
             o,
-            "| N | kernel delivered (Mpps) | umacvlan delivered (Mpps) | umacvlan CPU per frame (ns) | umacvlan daemon idle (% of a core) | kernel ping avg (µs) | umacvlan ping avg (µs) |\n|---|---|---|---|---|---|---|"
+            "| N | system | delivered (Mpps) | delivered vs N = {base} | CPU per frame (ns) | idle (% of a core) | ping avg (µs) |\n|---|---|---|---|---|---|---|"
         );
+        let systems: Vec<&str> = crate::scale::KINDS
+            .iter()
+            .map(|k| k.id())
+            .filter(|sys| {
+                r.summary(sys, "scale_l2_delivered_pps", Some(base))
+                    .is_some()
+            })
+            .collect();
         for n in points {
             let kd = r.summary(REFERENCE, "scale_l2_delivered_pps", Some(n));
-            let ud = r.summary(u, "scale_l2_delivered_pps", Some(n));
             let kp = r.summary(REFERENCE, "scale_ping_avg_us", Some(n));
-            let up = r.summary(u, "scale_ping_avg_us", Some(n));
-            let _ = writeln!(
-                o,
-                "| {n} | {} | {} | {} | {} | {} | {} |",
-                cell(kd, 1e-6, None),
-                cell(ud, 1e-6, kd),
-                cell(
-                    r.summary(u, "scale_l2_switch_ns_per_frame", Some(n)),
-                    1.0,
-                    None
-                ),
-                cell(r.summary(u, "scale_idle_cpu_pct", Some(n)), 1.0, None),
-                cell(kp, 1.0, None),
-                cell(up, 1.0, kp),
-            );
+            for sys in &systems {
+                let reference = |s| if *sys == REFERENCE { None } else { s };
+                let d = r.summary(sys, "scale_l2_delivered_pps", Some(n));
+                let vs_base = match (d, r.summary(sys, "scale_l2_delivered_pps", Some(base))) {
+                    (Some(d), Some(b)) if b.median > 0.0 => format!("×{:.2}", d.median / b.median),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "| {n} | {sys} | {} | {vs_base} | {} | {} | {} |",
+                    cell(d, 1e-6, reference(kd)),
+                    cell(
+                        r.summary(sys, "scale_l2_switch_ns_per_frame", Some(n)),
+                        1.0,
+                        None
+                    ),
+                    cell(r.summary(sys, "scale_idle_cpu_pct", Some(n)), 1.0, None),
+                    cell(
+                        r.summary(sys, "scale_ping_avg_us", Some(n)),
+                        1.0,
+                        reference(kp)
+                    ),
+                );
+            }
         }
         o.push('\n');
     }

@@ -485,7 +485,11 @@ fn phases(cfg: &Config, r: &mut Results, log: &dyn Fn(&str)) -> Result<(), Strin
     // Data plane vs number of macvlans.
     if !cfg.scale_points.is_empty() {
         let mut labs = Vec::new();
-        for k in [Kind::KernelMacvlan, Kind::Umacvlan] {
+        // The kernel as the reference, and each umacvlan data path selected.
+        let kinds = scale::KINDS
+            .into_iter()
+            .filter(|k| *k == Kind::KernelMacvlan || cfg.systems.contains(k));
+        for k in kinds {
             cmd::check()?;
             match systems::setup(k, &ctx) {
                 Ok(sl) => labs.push(sl),

@@ -1,33 +1,101 @@
-//! Data-plane cost as the number of macvlans on the lower grows: the kernel macvlan and
-//! umacvlan labs (mode bridge) get extra macvlans (up, in the switch's namespace) until the
-//! lower carries N in all, and at each N the raw-frame test and ping run again between the
-//! same two endpoints, and the switching process's CPU is measured while nothing is sent
-//! (what the daemon spends on N macvlans by itself). Repetitions alternate between the two
-//! systems at each N.
+//! Data-plane cost as the number of macvlans on the lower grows, with the macvlans as users
+//! have them: the kernel macvlan and umacvlan labs (mode bridge; umacvlan on each data path
+//! selected) get extra macvlans until the lower carries N in all, [`PER_NAMESPACE`] to a
+//! namespace (a container each), up, with an IPv4 and an IPv6 address (so IPv6 runs its
+//! DAD, router solicitations and MLD reports as it does in containers). At each N, once they
+//! have settled, the raw-frame test and ping run again between the same two endpoints, and
+//! the switching process's CPU is measured while the endpoints send nothing (what the daemon
+//! spends on N macvlans by itself). Repetitions alternate between the systems at each N.
 
 use serde_json::json;
 
-use crate::control::{add_words, client_adds, kernel_batch};
+use crate::control::{client_adds, kernel_batch};
 use crate::measure::{self, Params};
 use crate::report::Results;
 use crate::stats::Sample;
 use crate::systems::{Kind, SystemLab};
 
-/// Grows `sl` (a macvlan lab with two macvlans) to `n` macvlans on its lower.
-pub fn grow(sl: &SystemLab, have: usize, n: usize) -> Result<(), String> {
+/// Extra macvlans per namespace.
+pub const PER_NAMESPACE: usize = 10;
+
+/// How long new macvlans get to settle (IPv6 DAD takes ~1 s; router solicitations follow)
+/// before anything is measured.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The systems the scaling test can grow.
+pub const KINDS: [Kind; 3] = [Kind::KernelMacvlan, Kind::Umacvlan, Kind::UmacvlanBpf];
+
+/// Grows `sl` (a macvlan lab with two macvlans) to `n` macvlans on its lower: extra macvlan
+/// `e` (from 0) is `x<e>` in lab namespace `c<e / PER_NAMESPACE>`, with 10.77.0.0/16 and
+/// fd77::/64 addresses.
+pub fn grow(sl: &mut SystemLab, have: usize, n: usize) -> Result<(), String> {
     if n <= have {
         return Ok(());
     }
-    let sw = sl.sw.as_deref().ok_or("no switch namespace")?;
-    let lower = sl.lower.as_deref().ok_or("no lower")?;
-    let words: Vec<Vec<String>> = (have..n)
-        .map(|i| add_words(lower, &format!("x{i}")))
+    let sw = sl.sw.clone().ok_or("no switch namespace")?;
+    let lower = sl.lower.clone().ok_or("no lower")?;
+    let extra = |count: usize| count.saturating_sub(2);
+    let made_ns = extra(have).div_ceil(PER_NAMESPACE);
+    for j in made_ns..extra(n).div_ceil(PER_NAMESPACE) {
+        let ns = sl.lab.ns(&format!("c{j}"))?;
+        // The lab turns IPv6 off in its namespaces; containers have it.
+        sl.lab.exec_ok(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.default.disable_ipv6=0",
+            ],
+        )?;
+    }
+    let words: Vec<Vec<String>> = (extra(have)..extra(n))
+        .map(|e| {
+            let ns = sl.lab.ns_name(&format!("c{}", e / PER_NAMESPACE));
+            [
+                "link",
+                "add",
+                "link",
+                &lower,
+                "name",
+                &format!("x{e}"),
+                "netns",
+                &ns,
+                "up",
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        })
         .collect();
     match sl.kind {
-        Kind::KernelMacvlan => kernel_batch(sw, &words),
-        Kind::Umacvlan => client_adds(&sl.lab, &words),
-        k => Err(format!("{} has no macvlans to add", k.id())),
+        Kind::KernelMacvlan => kernel_batch(&sw, &words)?,
+        Kind::Umacvlan | Kind::UmacvlanBpf => client_adds(&sl.lab, &words)?,
+        k => return Err(format!("{} has no macvlans to add", k.id())),
     }
+    // Addresses, one `ip -batch` per namespace.
+    let mut e = extra(have);
+    while e < extra(n) {
+        let j = e / PER_NAMESPACE;
+        let end = ((j + 1) * PER_NAMESPACE).min(extra(n));
+        let lines: Vec<Vec<String>> = (e..end)
+            .flat_map(|e| {
+                let dev = format!("x{e}");
+                [
+                    format!("addr add 10.77.{}.{}/16 dev {dev}", e / 250, e % 250 + 1),
+                    format!("addr add fd77::{:x}/64 dev {dev}", e + 1),
+                ]
+            })
+            .map(|l| l.split(' ').map(String::from).collect())
+            .collect();
+        kernel_batch(&sl.lab.ns_name(&format!("c{j}")), &lines)?;
+        e = end;
+    }
+    Ok(())
 }
 
 /// Metrics measured at each N.
@@ -56,7 +124,8 @@ pub fn run(
     } = r;
     let mut have = vec![2usize; labs.len()];
     for &n in points {
-        for (i, sl) in labs.iter().enumerate() {
+        let grew = have.iter().any(|h| *h < n);
+        for (i, sl) in labs.iter_mut().enumerate() {
             let t = std::time::Instant::now();
             grow(sl, have[i], n)?;
             log(&format!(
@@ -66,6 +135,9 @@ pub fn run(
                 t.elapsed().as_secs_f64()
             ));
             have[i] = have[i].max(n);
+        }
+        if grew {
+            crate::cmd::sleep(SETTLE);
         }
         for rep in 0..reps {
             let k = labs.len();
