@@ -20,7 +20,7 @@ pub const PER_NAMESPACE: usize = 10;
 
 /// How long new macvlans get to settle (IPv6 DAD takes ~1 s; router solicitations follow)
 /// before anything is measured.
-pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The systems the scaling test can grow.
 pub const KINDS: [Kind; 3] = [Kind::KernelMacvlan, Kind::Umacvlan, Kind::UmacvlanBpf];

@@ -41,7 +41,7 @@ pub use netlink::{
     iff, multicast_addresses, multicast_addresses_in, parse_dev_mcast, DevMcastEntry, LinkChange,
     LinkEvent, LinkMonitor, LinkState, NetlinkError, NlResult, OperState, RtNetlink,
 };
-pub use netns::{name_of, open_in, socket_in, Broker, NetnsHandle, NetnsId};
+pub use netns::{name_of, names, open_in, socket_in, Broker, NetnsHandle, NetnsId};
 pub use sys::raise_nofile_limit;
 pub use tap::{Tap, TapOptions};
 pub use umacvlan_core::wire::MacAddr;

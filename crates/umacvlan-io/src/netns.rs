@@ -501,7 +501,32 @@ const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
 /// The iproute2 name of the namespace with identity `id`, scanning `/var/run/netns` and
 /// `/run/netns`. `None` when it has no name (or the directory does not exist).
 pub fn name_of(id: NetnsId) -> Option<String> {
+    named(|found, name| (found == id).then(|| name.to_string()))
+}
+
+/// Every named namespace, by identity, from one scan of `/var/run/netns` and `/run/netns`
+/// (the first name wins where one namespace has two): for naming many devices at once.
+pub fn names() -> std::collections::HashMap<NetnsId, String> {
+    let mut all = std::collections::HashMap::new();
+    named::<()>(|id, name| {
+        all.entry(id).or_insert_with(|| name.to_string());
+        None
+    });
+    all
+}
+
+/// Calls `f` with each entry of the namespace directories until it returns something.
+fn named<T>(mut f: impl FnMut(NetnsId, &str) -> Option<T>) -> Option<T> {
+    // /var/run is usually /run: one directory, scanned once.
+    let mut seen = Vec::new();
     for dir in NETNS_DIRS {
+        let Ok(d) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if seen.contains(&(d.dev(), d.ino())) {
+            continue;
+        }
+        seen.push((d.dev(), d.ino()));
         let Ok(rd) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -510,8 +535,12 @@ pub fn name_of(id: NetnsId) -> Option<String> {
             // stat (not lstat, not the dirent): the entry is a bind mount of an nsfs file, and
             // only stat sees through the mount to the namespace's inode.
             if let Ok(m) = std::fs::metadata(&path) {
-                if m.dev() == id.dev && m.ino() == id.ino {
-                    return Some(e.file_name().to_string_lossy().into_owned());
+                let id = NetnsId {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                };
+                if let Some(t) = f(id, &e.file_name().to_string_lossy()) {
+                    return Some(t);
                 }
             }
         }

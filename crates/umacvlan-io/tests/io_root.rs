@@ -824,6 +824,12 @@ fn netns_handles_identity_names_and_run_in() {
     let again = NetnsHandle::from_name(&ns.name).unwrap();
     assert!(again.same_as(&ns.handle).unwrap());
     assert_eq!(again.name().unwrap().as_deref(), Some(ns.name.as_str()));
+    // One scan names every namespace, this one among them, as name_of does.
+    let all = umacvlan_io::names();
+    assert_eq!(
+        all.get(&ns.handle.id().unwrap()).map(String::as_str),
+        Some(ns.name.as_str())
+    );
     // Also found through /run/netns directly.
     let via_run = NetnsHandle::from_path(format!("/run/netns/{}", ns.name)).unwrap();
     assert_eq!(via_run.id().unwrap(), ns.handle.id().unwrap());

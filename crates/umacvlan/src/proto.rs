@@ -75,6 +75,9 @@ pub enum Request {
     },
     /// Port-wide state and drop counters of every lower: answered with [`Response::Ports`].
     PortShow,
+    /// Every macvlan's name and counters, nothing else (what the statistics tree reads each
+    /// second): answered with [`Response::Counters`].
+    LinkStats,
     /// Re-read the configuration file and apply the difference (`umacvlan reload`); answered
     /// with [`Response::Ok`] or, for a refused file, an error whose message is
     /// `FILE:LINE: reason`.
@@ -171,6 +174,11 @@ pub enum Response {
         /// One entry per lower device with macvlans.
         ports: Vec<PortInfo>,
     },
+    /// Answer to [`Request::LinkStats`].
+    Counters {
+        /// The macvlans, in creation order.
+        counters: Vec<LinkCounters>,
+    },
     /// Answer to [`Request::Trace`].
     Trace {
         /// The decision tree.
@@ -184,6 +192,15 @@ pub enum Response {
         /// otherwise absent and clients print `RTNETLINK answers: <strerror(errno)>`.
         message: Option<String>,
     },
+}
+
+/// One macvlan's counters, by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LinkCounters {
+    /// Name.
+    pub ifname: String,
+    /// Counters, as in [`LinkInfo::stats`].
+    pub stats: Stats64,
 }
 
 /// Everything `link show -d -s` prints for one macvlan.
@@ -516,5 +533,21 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"status":"error","errno":22,"message":null}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Request::LinkStats).unwrap(),
+            r#"{"op":"link_stats"}"#
+        );
+        let c = Response::Counters {
+            counters: vec![LinkCounters {
+                ifname: "mv0".into(),
+                stats: Stats64 {
+                    rx_packets: 3,
+                    ..Default::default()
+                },
+            }],
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.starts_with(r#"{"status":"counters","counters":[{"ifname":"mv0""#));
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), c);
     }
 }

@@ -239,6 +239,10 @@ pub fn render(opts: &GlobalOpts, action: &Action, resp: Response) -> Exit {
             "umacvlan: bad answer from the daemon: a port list to a link request\n".into(),
             1,
         ),
+        Response::Counters { .. } => fail(
+            "umacvlan: bad answer from the daemon: a counter list to a link request\n".into(),
+            1,
+        ),
     }
 }
 

@@ -32,7 +32,8 @@ mod registry;
 mod requests;
 mod system;
 use crate::proto::{
-    LinkAdd, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64, PROTOCOL_VERSION,
+    LinkAdd, LinkCounters, LinkInfo, LinkSet, NetnsRef, PortInfo, Request, Response, Stats64,
+    PROTOCOL_VERSION,
 };
 use present::netns_text;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -412,6 +413,7 @@ impl Manager {
             }
             Request::LinkShow { name } => return self.show(name.as_deref()),
             Request::PortShow => return self.ports_info(),
+            Request::LinkStats => return self.link_counters(),
             Request::Trace(t) => return self.trace(&t),
             Request::Monitor(m) => return self.monitor_check(&m),
             Request::LinkAdd(a) => self.link_add(&a),

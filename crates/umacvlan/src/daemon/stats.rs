@@ -7,7 +7,7 @@
 //!   per-lower drop reasons.
 
 use super::control::Inbox;
-use crate::proto::{LinkInfo, PortInfo, Request, Response};
+use crate::proto::{LinkCounters, LinkInfo, PortInfo, Request, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The kernel's statistics file names, with the value umacvlan has for each (the rest are 0).
-fn counter_files(l: &LinkInfo) -> [(&'static str, u64); 23] {
+fn counter_files(l: &LinkCounters) -> [(&'static str, u64); 23] {
     let s = &l.stats;
     [
         ("collisions", 0),
@@ -53,7 +53,7 @@ fn counter_files(l: &LinkInfo) -> [(&'static str, u64); 23] {
 /// Keeps `DIR/NAME/statistics/*` in step with the macvlans.
 pub struct StatsTree {
     dir: PathBuf,
-    last: Vec<LinkInfo>,
+    last: Vec<LinkCounters>,
 }
 
 impl StatsTree {
@@ -66,7 +66,7 @@ impl StatsTree {
     }
 
     /// Writes what changed since the last call and removes departed macvlans.
-    pub fn update(&mut self, links: &[LinkInfo]) -> io::Result<()> {
+    pub fn update(&mut self, links: &[LinkCounters]) -> io::Result<()> {
         if links == self.last.as_slice() {
             return Ok(());
         }
@@ -249,8 +249,8 @@ pub fn run_tree(dir: PathBuf, inbox: Arc<Inbox>) -> io::Result<Arc<std::sync::at
         .spawn(move || {
             let mut tree = StatsTree::new(dir);
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Response::Links { links } = inbox.call(Request::LinkShow { name: None }) {
-                    if let Err(e) = tree.update(&links) {
+                if let Response::Counters { counters } = inbox.call(Request::LinkStats) {
+                    if let Err(e) = tree.update(&counters) {
                         tracing::warn!("cannot write the statistics tree: {e}");
                     }
                 }
@@ -353,11 +353,19 @@ mod tests {
         );
     }
 
+    fn counters(name: &str, rx: u64) -> LinkCounters {
+        let i = info(name, rx);
+        LinkCounters {
+            ifname: i.ifname,
+            stats: i.stats,
+        }
+    }
+
     #[test]
     fn tree_has_kernel_file_names_read_only_and_follows_departures() {
         let dir = std::env::temp_dir().join(format!("umv-stats-{}", std::process::id()));
         let mut t = StatsTree::new(dir.clone());
-        t.update(&[info("mv0", 3), info("mv1", 1)]).unwrap();
+        t.update(&[counters("mv0", 3), counters("mv1", 1)]).unwrap();
         let f = dir.join("mv0/statistics/rx_packets");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "3\n");
         assert_eq!(
@@ -370,7 +378,7 @@ mod tests {
                 .count(),
             23
         );
-        t.update(&[info("mv0", 4)]).unwrap();
+        t.update(&[counters("mv0", 4)]).unwrap();
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
         assert!(!dir.join("mv1").exists());
         t.remove();
