@@ -853,12 +853,14 @@ impl Port {
 
     // ----- derived state -------------------------------------------------------------------
 
-    /// What the lower must accept for the up macvlans (see [`LowerFilters`]).
-    pub fn lower_filters(&self) -> LowerFilters {
-        let mut f = LowerFilters::default();
+    /// The promiscuity and allmulti references the macvlans put on the lower: the counts of
+    /// [`Port::lower_filters`] without its address lists (which cost a sort of every
+    /// macvlan's groups).
+    pub fn lower_refs(&self) -> (u32, u32) {
+        let (mut promisc, mut allmulti) = (0, 0);
         if self.passthru {
             // Held across stop and open (see `Device::passthru_allmulti_ref`).
-            f.allmulti += self
+            allmulti += self
                 .devices
                 .iter()
                 .filter(|d| d.passthru_allmulti_ref)
@@ -866,13 +868,26 @@ impl Port {
         }
         for d in self.devices.iter().filter(|d| d.up) {
             if self.passthru {
-                if !d.nopromisc() {
-                    f.promisc += 1;
-                }
+                promisc += !d.nopromisc() as u32;
             } else {
+                promisc += d.promisc as u32;
+                allmulti += d.allmulti as u32;
+            }
+        }
+        (promisc, allmulti)
+    }
+
+    /// What the lower must accept for the up macvlans (see [`LowerFilters`]).
+    pub fn lower_filters(&self) -> LowerFilters {
+        let (promisc, allmulti) = self.lower_refs();
+        let mut f = LowerFilters {
+            promisc,
+            allmulti,
+            ..LowerFilters::default()
+        };
+        for d in self.devices.iter().filter(|d| d.up) {
+            if !self.passthru {
                 f.unicast.push(d.mac);
-                f.promisc += d.promisc as u32;
-                f.allmulti += d.allmulti as u32;
             }
             f.unicast.extend_from_slice(&d.fdb_uc);
             f.multicast.extend_from_slice(&d.mc_list);
@@ -895,8 +910,8 @@ impl Port {
         let bc_off = self.bc_cutoff < 0;
         // The lower's flags as the kernel would have them: its own, plus the references the
         // macvlans themselves put on it (reported flags may lag behind our own changes).
-        let ours = self.lower_filters();
-        if self.lower.promisc || self.lower.allmulti || ours.promisc > 0 || ours.allmulti > 0 {
+        let (promisc, allmulti) = self.lower_refs();
+        if self.lower.promisc || self.lower.allmulti || promisc > 0 || allmulti > 0 {
             let bc = if bc_off {
                 Bitmap256::EMPTY
             } else {

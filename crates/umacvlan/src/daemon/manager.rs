@@ -41,8 +41,8 @@ use std::io;
 use std::sync::Arc;
 use system::{noqueue_qdisc, sync_tap};
 use umacvlan_core::engine::{
-    ControlError, DevCounters, DevId, Device, Errno, LowerMacCause, LowerState, MacChange,
-    MacvlanAttrs, Mode, NewDevice, Port, MIN_MTU,
+    ControlError, DevCounters, DevId, Device, Errno, LowerFilters, LowerMacCause, LowerState,
+    MacChange, MacvlanAttrs, Mode, NewDevice, Port, MIN_MTU,
 };
 use umacvlan_core::wire::MacAddr;
 use umacvlan_io::afpacket::{
@@ -220,9 +220,8 @@ fn lower_flags(l: &LinkState) -> LowerState {
     }
 }
 
-/// The packet-socket memberships that realise the engine's [`umacvlan_core::engine::LowerFilters`].
-fn wanted_members(port: &Port) -> MembershipSet {
-    let f = port.lower_filters();
+/// The packet-socket memberships that realise the engine's [`LowerFilters`].
+fn wanted_members(f: &LowerFilters) -> MembershipSet {
     let mut s: MembershipSet = f.unicast.iter().map(|m| Membership::Unicast(*m)).collect();
     s.extend(f.multicast.iter().map(|m| Membership::Multicast(*m)));
     if f.promisc > 0 {
@@ -596,13 +595,13 @@ impl Manager {
         }
         pe.dp.publish(View { snap, uppers });
         observe::publish_names(pe);
-        let wanted = wanted_members(&pe.port);
+        let f = pe.port.lower_filters();
+        let wanted = wanted_members(&f);
         let mut held_changed = pe.members != wanted;
         if let Err(e) = umacvlan_io::afpacket::reconcile(&pe.members_sock, &mut pe.members, &wanted)
         {
             tracing::warn!("lower filter update failed: {e}");
         }
-        let f = pe.port.lower_filters();
         match pe
             .refs
             .sync(pe.netns.as_ref(), lower.1, f.promisc, f.allmulti)
