@@ -38,9 +38,29 @@ fn port(n: u32) -> Port {
     p
 }
 
+/// `port(n)` with each macvlan in the groups an IPv6 host joins (all-nodes, its
+/// solicited-node group, all-hosts for IPv4), as macvlans in containers are.
+fn port_with_groups(n: u32) -> Port {
+    let mut p = port(n);
+    let ids: Vec<_> = p.devices().iter().map(|d| d.id).collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let groups = vec![
+            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+            MacAddr([0x33, 0x33, 0xff, 0x10, (i >> 8) as u8, i as u8]),
+            MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]),
+        ];
+        p.set_mc_list(id, groups).unwrap();
+    }
+    p
+}
+
 fn control(c: &mut Criterion) {
     let mut g = c.benchmark_group("control");
     for &n in &NS {
+        let p = port_with_groups(n);
+        g.bench_with_input(BenchmarkId::new("snapshot_with_groups", n), &p, |b, p| {
+            b.iter(|| black_box(p.snapshot()))
+        });
         let p = port(n);
         g.bench_with_input(BenchmarkId::new("snapshot", n), &p, |b, p| {
             b.iter(|| black_box(p.snapshot()))
