@@ -515,6 +515,23 @@ impl World {
                             Mode::Private | Mode::Passthru | Mode::Source
                         ));
                     }
+                    RxReason::HostEcho => {
+                        // A hostaccess macvlan sharing the lower's address: its reflection
+                        // and the host's echo look alike; consumed, nobody gets it.
+                        assert!(!out.lower_stack && out.enqueue.is_none());
+                        assert!(non_source.is_empty(), "host echo delivered: {non_source:?}");
+                        let s = self.snap.lookup(f.src());
+                        assert!(
+                            f.src() == lower_mac
+                                && s.is_some_and(|s| s.hostaccess
+                                    && matches!(
+                                        s.mode,
+                                        Mode::Private | Mode::Passthru | Mode::Source
+                                    )),
+                            "multicast host echo from {} (lower {lower_mac})",
+                            f.src()
+                        );
+                    }
                     RxReason::Flooded => {
                         assert!(out.lower_stack && out.enqueue.is_none());
                         let sender = self.snap.lookup(f.src()).map(|s| (s.id, s.mode));

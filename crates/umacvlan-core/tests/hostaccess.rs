@@ -134,6 +134,24 @@ fn reflections_of_the_hosts_frames_are_not_delivered_twice() {
 }
 
 #[test]
+fn a_hostaccess_macvlan_with_the_lowers_address_gets_no_echo_of_the_host() {
+    // Found by fuzzing: the lower's MAC changed to a private macvlan's. A group frame from that
+    // address is the macvlan's own reflection to the kernel (back to it only); with hostaccess
+    // it is just as well the host's, which the host path gave it already.
+    let (mut p, ids) = port_with(&[Private, Bridge]);
+    let shared = p.device(ids[0]).unwrap().mac;
+    p.lower_mac_changed(shared, LowerMacCause::External);
+    let reflected = frame(MacAddr::BROADCAST, shared, 60);
+    let o = rx(&p, &reflected);
+    assert_eq!(o.reason, Some(RxReason::Reflected));
+    assert_eq!(targets(&o.deliveries), vec![ids[0]]);
+    set_hostaccess(&mut p, ids[0], true);
+    let o = rx(&p, &reflected);
+    assert!(o.deliveries.is_empty() && !o.lower_stack, "{o:?}");
+    assert_eq!(o.reason, Some(RxReason::HostEcho));
+}
+
+#[test]
 fn off_is_the_kernel_decision_for_every_frame() {
     // The same port with one hostaccess macvlan switched off again decides every frame as the
     // port that never had it.

@@ -458,6 +458,14 @@ impl PortSnapshot {
             let src = self.lookup(f.src());
             if let Some(s) = src {
                 if s.mode != Mode::Vepa && s.mode != Mode::Bridge {
+                    // A hostaccess macvlan sharing the lower's address (the lower's MAC was
+                    // changed to its own) cannot tell its reflection from the host's frame
+                    // back from the wire, and had the host's from the host already: consumed,
+                    // as every other path treats the host's echo.
+                    if s.hostaccess && f.src() == self.lower_mac {
+                        out.reason = Some(RxReason::HostEcho);
+                        return;
+                    }
                     // Its own transmission reflected by the far side: back to it only. The
                     // kernel counts it with length 0 and not as multicast (`len` is unset on
                     // this path of macvlan_handle_frame).
