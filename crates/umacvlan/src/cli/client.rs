@@ -249,6 +249,13 @@ mod tests {
         })
     }
 
+    /// The two lines a client sent: a hello, then `link del mv0`.
+    fn assert_sent_hello_then_del_mv0(sent: &[String]) {
+        assert_eq!(sent[0], "{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
+        let env: Envelope = serde_json::from_str(&sent[1]).unwrap();
+        assert_eq!(env.request, Request::LinkDel { name: "mv0".into() });
+    }
+
     #[test]
     fn hello_then_request_round_trip() {
         let p = tmp_sock("rt");
@@ -265,10 +272,7 @@ mod tests {
             c.call(Request::LinkDel { name: "mv0".into() }).unwrap(),
             Response::Ok
         );
-        let sent = h.join().unwrap();
-        assert_eq!(sent[0], "{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
-        let env: Envelope = serde_json::from_str(&sent[1]).unwrap();
-        assert_eq!(env.request, Request::LinkDel { name: "mv0".into() });
+        assert_sent_hello_then_del_mv0(&h.join().unwrap());
         let _ = std::fs::remove_file(&p);
     }
 
@@ -296,10 +300,7 @@ mod tests {
         let mut c = Client::connect(&p, Duration::from_secs(2)).unwrap();
         let r = c.hello_then(Request::LinkDel { name: "mv0".into() });
         assert_eq!(r.unwrap(), Response::Ok);
-        let sent = h.join().unwrap();
-        assert_eq!(sent[0], "{\"version\":1,\"request\":{\"op\":\"hello\"}}\n");
-        let env: Envelope = serde_json::from_str(&sent[1]).unwrap();
-        assert_eq!(env.request, Request::LinkDel { name: "mv0".into() });
+        assert_sent_hello_then_del_mv0(&h.join().unwrap());
         let _ = std::fs::remove_file(&p);
     }
 
