@@ -404,6 +404,12 @@ impl PortSnapshot {
         self.devs.len()
     }
 
+    /// A frame from the wire whose source is the lower's own MAC, for a `hostaccess` macvlan:
+    /// the host's frame back from the wire, which that macvlan had from the host already.
+    fn host_echo_for(&self, d: &DevSnap, f: &EthernetFrame) -> bool {
+        d.hostaccess && f.src() == self.lower_mac
+    }
+
     /// `macvlan_forward_source`: copies to up source-mode listeners of `src`; returns whether a
     /// `nodst` listener consumes the frame. A listener that has left source mode no longer has a
     /// list, so every entry belongs to a source-mode device.
@@ -462,7 +468,7 @@ impl PortSnapshot {
                     // changed to its own) cannot tell its reflection from the host's frame
                     // back from the wire, and had the host's from the host already: consumed,
                     // as every other path treats the host's echo.
-                    if s.hostaccess && f.src() == self.lower_mac {
+                    if self.host_echo_for(s, &f) {
                         out.reason = Some(RxReason::HostEcho);
                         return;
                     }
@@ -525,7 +531,7 @@ impl PortSnapshot {
             out.reason = Some(RxReason::TargetDown);
             return;
         }
-        if t.hostaccess && f.src() == self.lower_mac {
+        if self.host_echo_for(t, f) {
             out.reason = Some(RxReason::HostEcho);
             return;
         }
