@@ -241,3 +241,24 @@ fn trace_names_the_hostaccess_rules() {
     let t = s.explain_transmit(ids[0], &frame(MacAddr::BROADCAST, mac(1), 60), &name);
     assert_eq!(t.verdict, "vepa: to the wire; hostaccess: and to the host");
 }
+
+#[test]
+fn a_group_frame_from_the_wire_says_whether_the_port_sent_it() {
+    // The data plane learns from it that a hairpin switch reflects (and so how long a
+    // hostaccess macvlan's group frame waits for its reflection before the host gets a copy).
+    let (p, ids) = port_with(&[Vepa, Bridge, Private]);
+    for (i, id) in ids.iter().enumerate() {
+        let m = p.device(*id).unwrap().mac;
+        for dst in [MacAddr::BROADCAST, GROUP] {
+            let o = rx(&p, &frame(dst, m, 60));
+            assert!(o.from_port, "{i} {dst}");
+        }
+    }
+    for src in [EXT, LOWER_MAC] {
+        for dst in [MacAddr::BROADCAST, GROUP] {
+            assert!(!rx(&p, &frame(dst, src, 60)).from_port, "{src} {dst}");
+        }
+    }
+    // Unicast says nothing about it.
+    assert!(!rx(&p, &frame(mac(1), mac(2), 60)).from_port);
+}

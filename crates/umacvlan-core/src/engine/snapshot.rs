@@ -151,6 +151,9 @@ pub struct RxOutcome {
     /// refused while a macvlan is up): a data plane whose filters may lag the system (a
     /// link-layer join raises no event) re-reads them and offers the frame again.
     pub group_refused: bool,
+    /// A group frame whose sender is one of this port's macvlans: the far side reflects what
+    /// the port sends (a hairpin switch).
+    pub from_port: bool,
 }
 
 impl RxOutcome {
@@ -160,6 +163,7 @@ impl RxOutcome {
         self.enqueue = None;
         self.reason = None;
         self.group_refused = false;
+        self.from_port = false;
     }
 }
 
@@ -462,6 +466,7 @@ impl PortSnapshot {
                 return;
             }
             let src = self.lookup(f.src());
+            out.from_port = src.is_some();
             if let Some(s) = src {
                 if s.mode != Mode::Vepa && s.mode != Mode::Bridge {
                     // A hostaccess macvlan sharing the lower's address (the lower's MAC was

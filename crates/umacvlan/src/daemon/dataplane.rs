@@ -105,6 +105,28 @@ struct Shared {
     host_later: Mutex<VecDeque<(Instant, Vec<u8>)>>,
     /// How many are waiting (read on the receive path without the lock).
     host_later_n: AtomicUsize,
+    /// When the wire last reflected a group frame of this port's macvlans (milliseconds since
+    /// `born`, 0 never): a hairpin switch is there, and a host copy waits longer for it.
+    hairpin_seen_ms: AtomicU64,
+    born: Instant,
+}
+
+impl Shared {
+    /// The wire reflected one of this port's group frames at `now`.
+    fn hairpin_seen(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.born).as_millis();
+        self.hairpin_seen_ms.store(
+            u64::try_from(ms).unwrap_or(u64::MAX).max(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the wire reflected a group frame of this port within [`HAIRPIN_MEMORY`].
+    fn hairpin_known(&self, now: Instant) -> bool {
+        let seen = self.hairpin_seen_ms.load(Ordering::Relaxed);
+        let ms = now.saturating_duration_since(self.born).as_millis();
+        seen != 0 && ms.saturating_sub(u128::from(seen)) < HAIRPIN_MEMORY.as_millis()
+    }
 }
 
 /// Where a worker is, as far as views go: it holds no view while `idle` (blocked waiting), and
@@ -191,6 +213,8 @@ impl Dataplane {
             host_filter: AtomicBool::new(false),
             host_later: Mutex::new(VecDeque::new()),
             host_later_n: AtomicUsize::new(0),
+            hairpin_seen_ms: AtomicU64::new(0),
+            born: Instant::now(),
         });
         let mut dp = Dataplane {
             shared,
@@ -941,6 +965,9 @@ fn receive(
         reflection_seen(shared, frame);
     }
     view.snap.receive(frame, rx);
+    if rx.from_port {
+        shared.hairpin_seen(Instant::now());
+    }
     let c = &shared.counters[worker];
     let mut failed = 0u16;
     for d in &rx.deliveries {
@@ -968,9 +995,15 @@ fn receive(
     }
 }
 
-/// How long a `hostaccess` macvlan's group frame waits before its host copy is injected: a
-/// hairpin switch's reflection comes back well within it (tens of microseconds on a bridge).
+/// How long a `hostaccess` macvlan's group frame waits before its host copy is injected while
+/// no hairpin switch is known: a hairpin's reflection comes back well within it (tens of
+/// microseconds on a bridge), unless the machine is loaded.
 const HOST_ECHO_WAIT: std::time::Duration = std::time::Duration::from_millis(3);
+/// The wait once the wire is known to reflect (the reflection is the host's copy, the
+/// injected one only stands in for a lost reflection): long enough for a loaded machine.
+const HOST_ECHO_WAIT_HAIRPIN: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a reflection seen counts as a hairpin switch being there.
+const HAIRPIN_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Host copies waiting at most; beyond that they are injected at once.
 const HOST_LATER_MAX: usize = 256;
 
@@ -982,7 +1015,15 @@ fn to_host_later(shared: &Shared, packet: &[u8]) -> bool {
         return false;
     }
     let first = q.is_empty();
-    q.push_back((Instant::now() + HOST_ECHO_WAIT, packet.to_vec()));
+    let now = Instant::now();
+    let wait = if shared.hairpin_known(now) {
+        HOST_ECHO_WAIT_HAIRPIN
+    } else {
+        HOST_ECHO_WAIT
+    };
+    // Due times stay in order: a copy queued behind a longer wait is not due before it.
+    let due = q.back().map_or(now + wait, |(t, _)| (*t).max(now + wait));
+    q.push_back((due, packet.to_vec()));
     shared.host_later_n.store(q.len(), Ordering::Relaxed);
     drop(q);
     if first {
