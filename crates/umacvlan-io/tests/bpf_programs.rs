@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use umacvlan_core::engine::fastpath::{tables, FpVerdict};
 use umacvlan_core::engine::{DevId, LowerState, MacAddrOp, MacvlanAttrs, Mode, NewDevice, Port};
 use umacvlan_core::wire::MacAddr;
-use umacvlan_io::bpf::maps::Verdict;
+use umacvlan_io::bpf::maps::{Stats, Verdict};
 use umacvlan_io::bpf::{
     Applied, FastPath, PROG_LOWER, PROG_SLOW_FILTER, PROG_XMIT, TC_ACT_OK, TC_ACT_REDIRECT,
     TC_ACT_SHOT,
@@ -320,6 +320,18 @@ fn counters_count_what_the_programs_forward() {
         assert_eq!((s1.rx_packets, s1.rx_bytes), (5, 500));
         let s0 = fp.stats(hidden(ids[0]));
         assert_eq!((s0.tx_packets, s0.tx_bytes, s0.rx_packets), (3, 600, 0));
+        // Read in batches, the same counters; more devices than one batch holds are all there.
+        for i in 0..2500 {
+            fp.reset_stats(1_000_000 + i).unwrap();
+        }
+        let all = fp.all_stats().unwrap();
+        assert_eq!(all[&hidden(ids[1])], s1);
+        assert_eq!(all[&hidden(ids[0])], s0);
+        assert_eq!(all[&lower], fp.stats(lower));
+        assert!((0..2500).all(|i| all[&(1_000_000 + i)] == Stats::default()));
+        for i in 0..2500 {
+            fp.remove_stats(1_000_000 + i);
+        }
         assert!(fp.take_events().is_empty(), "tracing is off");
         // Removing the vepa macvlan removes its entries (and its counters).
         let mut p2 = p.clone();

@@ -279,6 +279,83 @@ impl FastPath {
     pub fn remove_stats(&mut self, ifindex: u32) {
         let _ = self.stats.remove(&ifindex);
     }
+    /// Every device's counters summed over the CPUs, by ifindex, read in batches
+    /// (`BPF_MAP_LOOKUP_BATCH`: one syscall per 1024 devices, where [`FastPath::stats`] takes one
+    /// each; aya has no batch call). An error (e.g. a kernel without batch lookups): the caller
+    /// asks per device.
+    pub fn all_stats(&self) -> std::io::Result<HashMap<u32, Stats>> {
+        use aya::maps::IterableMap;
+        use std::os::fd::{AsFd, AsRawFd};
+        const CHUNK: usize = 1024;
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        /// `union bpf_attr`'s `batch` member.
+        #[repr(C)]
+        #[derive(Default)]
+        struct BatchAttr {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        let fd = self.stats.map().fd().as_fd().as_raw_fd();
+        let mut keys = vec![0u32; CHUNK];
+        let mut values = vec![Stats::default(); CHUNK * self.ncpus];
+        let mut out = HashMap::new();
+        // A hash map's batch token is its bucket index (a u32; room for a u64 given).
+        let (mut token_in, mut token_out) = (0u64, 0u64);
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    &token_in as *const u64 as u64
+                },
+                out_batch: &mut token_out as *mut u64 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: CHUNK as u32,
+                map_fd: fd as u32,
+                ..BatchAttr::default()
+            };
+            // SAFETY: `attr` is the kernel's `batch` layout; the key and value buffers hold
+            // `count` entries of the map's key size and of its per-CPU value size (`Stats` is
+            // 8-byte aligned, as the kernel rounds it, times the possible CPUs), and both tokens
+            // outlive the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    std::mem::size_of::<BatchAttr>(),
+                )
+            };
+            let err = (r < 0).then(std::io::Error::last_os_error);
+            let done = match &err {
+                None => false,
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+                Some(_) => return Err(err.expect("set")),
+            };
+            let n = (attr.count as usize).min(CHUNK);
+            for (i, key) in keys[..n].iter().enumerate() {
+                let mut sum = Stats::default();
+                for s in &values[i * self.ncpus..(i + 1) * self.ncpus] {
+                    sum += *s;
+                }
+                out.insert(*key, sum);
+            }
+            if done {
+                return Ok(out);
+            }
+            token_in = token_out;
+            first = false;
+        }
+    }
+
     /// Device `ifindex`'s counters summed over the CPUs (zero if it has none).
     pub fn stats(&self, ifindex: u32) -> Stats {
         let mut sum = Stats::default();

@@ -161,7 +161,20 @@ impl FastState {
 
     /// Counters the programs kept for a macvlan's hidden end, as the engine's counters.
     pub fn counters(&self, hidden: u32) -> DevCounters {
-        let s: Stats = self.fp.stats(hidden);
+        Self::dev_counters(self.fp.stats(hidden))
+    }
+
+    /// Every device's counters at once (in batches), for answers about all macvlans; `None`
+    /// when the kernel refuses batch lookups (ask [`FastState::counters`] per device).
+    pub fn all_counters(&self) -> Option<HashMap<u32, Stats>> {
+        self.fp
+            .all_stats()
+            .inspect_err(|e| tracing::debug!("batch counter lookup: {e}"))
+            .ok()
+    }
+
+    /// What the programs count for a device, as the engine's counters.
+    pub fn dev_counters(s: Stats) -> DevCounters {
         DevCounters {
             rx_packets: s.rx_packets,
             rx_bytes: s.rx_bytes,
