@@ -68,17 +68,27 @@ impl StatsTree {
     /// Writes what changed since the last call and removes departed macvlans. A macvlan whose
     /// files could not be written is written whole next time; the first error is returned.
     pub fn update(&mut self, links: &[LinkCounters]) -> io::Result<()> {
+        self.update_with(links, true)
+    }
+
+    /// Adds new macvlans and removes departed ones; rewrites the counters that moved only when
+    /// `moved` (what costs with traffic, paced by the caller, while the set follows at once).
+    pub fn update_with(&mut self, links: &[LinkCounters], moved: bool) -> io::Result<()> {
         let mut now = HashMap::with_capacity(links.len());
         let mut first_err = None;
         for l in links {
             let old = self.last.remove(&l.ifname);
-            if old.as_ref() != Some(&l.stats) {
-                if let Err(e) = self.write(&l.ifname, old.as_ref(), &l.stats) {
-                    first_err.get_or_insert(e);
-                    continue;
+            let shown = match old {
+                Some(o) if o == l.stats || !moved => o,
+                _ => {
+                    if let Err(e) = self.write(&l.ifname, old.as_ref(), &l.stats) {
+                        first_err.get_or_insert(e);
+                        continue;
+                    }
+                    l.stats
                 }
-            }
-            now.insert(l.ifname.clone(), l.stats);
+            };
+            now.insert(l.ifname.clone(), shown);
         }
         // What is left was not in this answer.
         for gone in self.last.keys() {
@@ -290,16 +300,16 @@ pub fn render_metrics(links: &[LinkInfo], ports: &[PortInfo]) -> String {
     out
 }
 
-/// The tree takes at most 1 / TREE_SPACING of a core, unless that would leave it older than
-/// TREE_STALE_MAX: with many macvlans whose counters all move (1000 in a broadcast domain,
-/// each receiving one ARP a second, is 3000 files a second, 13 µs each on tmpfs and ~100 µs on
-/// ext4) it is rewritten less often than each second.
+/// Rewriting moved counters takes at most 1 / TREE_SPACING of a core, unless that would leave
+/// them older than TREE_STALE_MAX: with many macvlans whose counters all move (1000 in a
+/// broadcast domain, each receiving one ARP a second, is 3000 files a second, 13 µs each on
+/// tmpfs and ~100 µs on ext4) they are rewritten less often than each second. Macvlans coming
+/// and going are followed every second.
 const TREE_SPACING: u32 = 100;
 const TREE_STALE_MAX: Duration = Duration::from_secs(10);
 
-/// Keeps the tree under `dir` current from its own thread, once a second (less often when a
-/// rewrite is long, see [`TREE_SPACING`]), so the manager thread never waits on the file
-/// system. Returns the thread's stop flag.
+/// Keeps the tree under `dir` current from its own thread, so the manager thread never waits
+/// on the file system. Returns the thread's stop flag.
 pub fn run_tree(dir: PathBuf, inbox: Arc<Inbox>) -> io::Result<Arc<std::sync::atomic::AtomicBool>> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = stop.clone();
@@ -307,17 +317,22 @@ pub fn run_tree(dir: PathBuf, inbox: Arc<Inbox>) -> io::Result<Arc<std::sync::at
         .name("umv-stats".into())
         .spawn(move || {
             let mut tree = StatsTree::new(dir);
+            let mut next_moved = std::time::Instant::now();
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 let started = std::time::Instant::now();
+                let moved = started >= next_moved;
                 if let Response::Counters { counters } = inbox.call(Request::LinkStats) {
-                    if let Err(e) = tree.update(&counters) {
+                    if let Err(e) = tree.update_with(&counters, moved) {
                         tracing::warn!("cannot write the statistics tree: {e}");
                     }
                 }
-                let next = (started.elapsed() * TREE_SPACING)
-                    .clamp(Duration::from_secs(1), TREE_STALE_MAX);
-                // Sleep in steps, so that a stop is not kept waiting.
-                let until = started + next;
+                if moved {
+                    next_moved = started
+                        + (started.elapsed() * TREE_SPACING)
+                            .clamp(Duration::from_secs(1), TREE_STALE_MAX);
+                }
+                // A second, in steps, so that a stop is not kept waiting.
+                let until = started + Duration::from_secs(1);
                 while !s.load(std::sync::atomic::Ordering::SeqCst) {
                     let left = until.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
@@ -490,6 +505,29 @@ mod tests {
         assert_eq!(read("mv0/statistics/tx_packets"), "2\n");
         assert_eq!(read("mv1/statistics/tx_packets"), "0\n");
         assert_eq!(read("mv0/statistics/tx_bytes"), "0\n");
+        t.remove();
+    }
+
+    #[test]
+    fn between_rewrites_macvlans_still_come_and_go() {
+        let dir = std::env::temp_dir().join(format!("umv-stats-set-{}", std::process::id()));
+        let mut t = StatsTree::new(dir.clone());
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+        t.update(&[counters("mv0", 5)]).unwrap();
+        t.update_with(&[counters("mv0", 6), counters("mv1", 2)], false)
+            .unwrap();
+        assert_eq!(
+            read("mv0/statistics/rx_packets"),
+            "5\n",
+            "not rewritten yet"
+        );
+        assert_eq!(read("mv1/statistics/rx_packets"), "2\n", "a new one, whole");
+        t.update_with(&[counters("mv1", 3)], false).unwrap();
+        assert!(!dir.join("mv0").exists(), "a departed one goes at once");
+        assert_eq!(read("mv1/statistics/rx_packets"), "2\n");
+        // The next rewrite brings what moved meanwhile.
+        t.update_with(&[counters("mv1", 3)], true).unwrap();
+        assert_eq!(read("mv1/statistics/rx_packets"), "3\n");
         t.remove();
     }
 
