@@ -44,6 +44,12 @@ static __always_inline void count_lower_drop(__u32 ifindex)
 		s->rx_dropped++;
 }
 
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return *(const __u32 *)a == *(const __u32 *)b &&
+	       *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
 static __always_inline struct umv_dev *lookup_mac(__u32 lower, const __u8 *mac)
 {
 	struct umv_mac_key k = { .lower_ifindex = lower };
@@ -110,6 +116,10 @@ int umv_lower_ingress(struct __sk_buff *skb)
 	if (skb->mark == UMV_MARK_LOCAL) {
 		skb->mark = 0;
 		unicast = UMV_V_LOCAL_DELIVERED;
+	} else if (skb->mark == UMV_MARK_HOST) {
+		/* A hostaccess macvlan's frame for the host (traced as UMV_V_TO_HOST already). */
+		skb->mark = 0;
+		return TC_ACT_OK;
 	}
 	if (data + ETH_HLEN > data_end) {
 		umv_trace(skb, 0, 0, UMV_V_PASS);
@@ -149,6 +159,11 @@ int umv_lower_ingress(struct __sk_buff *skb)
 		umv_trace(skb, eth, t->hidden_ifindex, UMV_V_TARGET_DOWN);
 		return TC_ACT_SHOT;
 	}
+	/* The host's frame to a hostaccess macvlan, back from the wire: it had it from the host. */
+	if ((t->flags & UMV_DEV_HOSTACCESS) && mac_eq(eth + 6, p->mac)) {
+		umv_trace(skb, eth, t->hidden_ifindex, UMV_V_HOST_ECHO);
+		return TC_ACT_SHOT;
+	}
 	return deliver(skb, eth, t, unicast);
 }
 
@@ -179,6 +194,15 @@ int umv_macvlan_xmit(struct __sk_buff *skb)
 	/* The macvlan counts the frame as sent, with a tag the veth carried out of line. */
 	__u32 len = skb->len + (skb->vlan_present ? 4 : 0);
 	count(self, 0, len);
+	if (d->flags & UMV_DEV_HOSTACCESS) {
+		struct umv_port *p = bpf_map_lookup_elem(&umv_ports, &lower);
+		/* For the host only (a copy on the wire would reach it again by a hairpin). */
+		if (p && mac_eq(eth, p->mac)) {
+			umv_trace(skb, eth, lower, UMV_V_TO_HOST);
+			skb->mark = UMV_MARK_HOST;
+			return bpf_redirect(lower, BPF_F_INGRESS);
+		}
+	}
 	if (d->mode == UMV_MODE_BRIDGE) {
 		struct umv_dev *t = lookup_mac(lower, eth);
 		if (t && t->mode == UMV_MODE_BRIDGE) {
@@ -208,7 +232,8 @@ int umv_macvlan_xmit(struct __sk_buff *skb)
 }
 
 /* Keeps (returns the length) what umv_lower_ingress leaves to the slow path: runts, group
- * destinations, unicast from a listed source. Drops (0) the rest: the fast path has it. */
+ * destinations, unicast from a listed source. Drops (0) the rest: the fast path has it, and,
+ * while the port has a hostaccess macvlan, what the host path injected (its marker tag). */
 SEC("socket")
 int umv_slow_filter(struct __sk_buff *skb)
 {
@@ -218,6 +243,14 @@ int umv_slow_filter(struct __sk_buff *skb)
 	 * group does not inherit its sockets' PACKET_IGNORE_OUTGOING. */
 	if (skb->pkt_type == PACKET_OUTGOING)
 		return 0;
+	if (skb->vlan_present && (skb->vlan_tci & 0xffff) == UMV_HOST_MARK_TCI &&
+	    (skb->vlan_proto == bpf_htons(UMV_HOST_MARK_TPID) ||
+	     skb->vlan_proto == UMV_HOST_MARK_TPID)) {
+		__u32 lower = skb->ifindex;
+		struct umv_port *p = bpf_map_lookup_elem(&umv_ports, &lower);
+		if (p && (p->flags & UMV_PORT_HOST))
+			return 0;
+	}
 	/* Relative to the MAC header: where a packet socket's data starts is not ours to know. */
 	if (bpf_skb_load_bytes_relative(skb, 0, h, sizeof(h), BPF_HDR_START_MAC) < 0)
 		return skb->len;

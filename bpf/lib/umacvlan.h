@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The fast path's shared definitions: every map and every struct shared with userspace is
  * declared here once. Userspace mirrors the structs in crates/umacvlan-io/src/bpf/maps.rs
- * ("must stay in sync with bpf/lib/umacvlan.h"); a layout test compares the two through BTF. */
+ * ("must stay in sync with bpf/lib/umacvlan.h"): the loader refuses a map whose key or value
+ * size differs, and umacvlan-io's bpf_programs test runs every field through the programs. */
 #ifndef UMACVLAN_H
 #define UMACVLAN_H
 
@@ -20,9 +21,19 @@
 /* The macvlan end is in the hidden end's own namespace, where bpf_redirect_peer refuses to
  * go (it only crosses namespaces): delivered by transmitting on the hidden end instead. */
 #define UMV_DEV_PEER_LOCAL 2
+/* `hostaccess on`: unicast to the lower's MAC goes into the lower's receive path (its host),
+ * and unicast from the lower's MAC back from the wire is the host's echo, dropped. */
+#define UMV_DEV_HOSTACCESS 4
 /* umv_port.flags */
 #define UMV_PORT_LOWER_UP 1
 #define UMV_PORT_PASSTHRU 2
+/* Some macvlan of the port has hostaccess: frames the host path injected into the lower's
+ * receive path (marker tag below) are not the slow path's. */
+#define UMV_PORT_HOST 4
+
+/* The host path's marker tag on injected frames (umacvlan_io::hostaccess::MARK_TPID/TCI). */
+#define UMV_HOST_MARK_TPID 0x88a8
+#define UMV_HOST_MARK_TCI 0xf000
 
 /* A macvlan's address on one lower: macvlan_hash_lookup's key. */
 struct umv_mac_key {
@@ -47,6 +58,9 @@ struct umv_port {
 	__u32 max_frame;
 	/* The passthru macvlan when UMV_PORT_PASSTHRU is set. */
 	struct umv_dev passthru;
+	/* The lower's MAC: its own host's address (for hostaccess macvlans). */
+	__u8 mac[6];
+	__u8 pad[2];
 };
 
 /* Per-CPU counters of one device (a hidden end's ifindex, or a lower's), summed by the daemon
@@ -74,11 +88,17 @@ enum umv_verdict {
 	/* The second half of UMV_V_LOCAL: the frame back through the lower's receive path,
 	 * delivered (traced so the daemon can fold it into the LOCAL decision). */
 	UMV_V_LOCAL_DELIVERED = 10,
+	UMV_V_TO_HOST = 11,   /* hostaccess: to the lower's MAC, into the lower's receive path */
+	UMV_V_HOST_ECHO = 12, /* hostaccess: the host's own unicast back from the wire, dropped */
 };
 
 /* skb->mark of a traced local bridge frame between the transmit program and the lower's
  * receive program (cleared there). Set only while tracing. */
 #define UMV_MARK_LOCAL 0x756d7601
+/* skb->mark of a hostaccess macvlan's frame for the host, between the transmit program and
+ * the lower's receive program (cleared there): the host's, even if a macvlan shares the
+ * lower's MAC. */
+#define UMV_MARK_HOST 0x756d7602
 
 /* Frame bytes a traced decision carries at most. */
 #define UMV_SNAP 128

@@ -589,6 +589,9 @@ pub struct LowerSocket {
     ifindex: u32,
     /// `PACKET_VNET_HDR` is on: frames carry a `virtio_net_hdr` in front, both ways.
     vnet: bool,
+    /// The fast path's eBPF filter is attached: it also drops the host path's injected frames
+    /// (from its map), and no classic filter may replace it.
+    ebpf_filter: std::sync::atomic::AtomicBool,
 }
 
 impl LowerSocket {
@@ -622,6 +625,7 @@ impl LowerSocket {
             fd,
             ifindex,
             vnet: opts.vnet_hdr,
+            ebpf_filter: false.into(),
         };
         sys::setsockopt_int(&s.fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
         if opts.vnet_hdr {
@@ -698,6 +702,7 @@ impl LowerSocket {
             fd,
             ifindex,
             vnet: false,
+            ebpf_filter: false.into(),
         })
     }
 
@@ -1000,6 +1005,10 @@ impl LowerSocket {
     /// [`crate::hostaccess`] marker tag: frames a [`crate::hostaccess::HostInjector`] put into
     /// the lower's receive path, which packet taps on the lower see like frames from the wire.
     pub fn drop_host_injected(&self, on: bool) -> io::Result<()> {
+        if self.ebpf_filter.load(std::sync::atomic::Ordering::Relaxed) {
+            // `umv_slow_filter` drops them while the port's map entry says it has host access.
+            return Ok(());
+        }
         if !on {
             // SO_DETACH_FILTER ignores its value, but every socket option needs an int's room.
             return match sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0)
@@ -1028,6 +1037,12 @@ impl LowerSocket {
             sock_filter(0x06, 0, 0, 0),
         ];
         self.attach_filter(&code)
+    }
+
+    /// The fast path's filter program is attached (see [`Self::drop_host_injected`]).
+    pub(crate) fn set_ebpf_filter(&self) {
+        self.ebpf_filter
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn attach_filter(&self, code: &[libc::sock_filter]) -> io::Result<()> {

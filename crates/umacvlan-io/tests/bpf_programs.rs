@@ -147,7 +147,12 @@ fn check(
             assert!(
                 matches!(
                     v,
-                    Some(Verdict::TargetDown | Verdict::SenderDown | Verdict::LocalRefused)
+                    Some(
+                        Verdict::TargetDown
+                            | Verdict::SenderDown
+                            | Verdict::LocalRefused
+                            | Verdict::HostEcho
+                    )
                 ),
                 "{ctx}: {v:?}"
             );
@@ -158,6 +163,10 @@ fn check(
         }
         FpVerdict::Local => {
             assert_eq!((rc, v), (TC_ACT_REDIRECT, Some(Verdict::Local)), "{ctx}");
+            assert_eq!(ev.target_ifindex, lower, "{ctx}");
+        }
+        FpVerdict::ToHost => {
+            assert_eq!((rc, v), (TC_ACT_REDIRECT, Some(Verdict::ToHost)), "{ctx}");
             assert_eq!(ev.target_ifindex, lower, "{ctx}");
         }
         // From a macvlan: userspace has its copy, the hidden end's stack must not. From the
@@ -230,6 +239,54 @@ fn programs_decide_unicast_as_the_engine_in_every_mode_mix() {
             }
         }
         assert!(runs > 500);
+    });
+}
+
+/// `hostaccess on` (one macvlan of each mode mix): unicast to the lower's MAC into the lower's
+/// receive path, the host's unicast back from the wire dropped, the rest as without it.
+#[test]
+fn hostaccess_as_the_engine() {
+    require_root!();
+    let ns = Ns::new();
+    let (lower, hid) = devices(&ns, 3);
+    ns.run(|| {
+        let mut fp = FastPath::load(true).unwrap();
+        let hidden = |id: DevId| hid[id.index()];
+        let modes = [Mode::Bridge, Mode::Vepa, Mode::Private];
+        let (mut to_host, mut echoes) = (0, 0);
+        for a in modes {
+            for b in modes {
+                let (mut p, ids) = port(lower, &[(a, true), (b, true), (Mode::Bridge, true)]);
+                p.change(
+                    ids[0],
+                    &MacvlanAttrs {
+                        hostaccess: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let t = tables(&p.snapshot());
+                let mut applied = Applied::default();
+                fp.apply(lower, &t, &|id| Some(hidden(id).into()), &mut applied)
+                    .unwrap();
+                for dst in [mac(0x10), mac(0x11), mac(0x12), mac(1), mac(0x77)] {
+                    for src in [mac(1), mac(0x99)] {
+                        let f = frame(dst, src, 60);
+                        let want = t.receive(&f);
+                        echoes += usize::from(src == mac(1) && want == FpVerdict::Drop);
+                        check(&mut fp, PROG_LOWER, &f, lower, want, lower, &hidden);
+                    }
+                    for from in &ids {
+                        let f = frame(dst, mac(0x10 + from.index() as u8), 60);
+                        let want = t.transmit(*from, &f, false);
+                        to_host += usize::from(want == FpVerdict::ToHost);
+                        check(&mut fp, PROG_XMIT, &f, hidden(*from), want, lower, &hidden);
+                    }
+                }
+                fp.clear(lower, &mut applied);
+            }
+        }
+        assert_eq!((to_host, echoes), (9, 9));
     });
 }
 

@@ -772,6 +772,71 @@ fn link_in_container_takes_the_master_from_the_containers_namespace() {
     );
 }
 
+/// A daemon on the eBPF data path: a macvlan on a lower in the daemon's namespace is on the
+/// fast path; one whose master lives in the container (`linkInContainer`), which the programs
+/// cannot reach, takes the TAP path in the same daemon. Both reach their wires.
+#[test]
+fn on_a_bpf_daemon_a_master_in_the_container_takes_the_tap_path() {
+    need_root!();
+    let mut w = world("cnilicbpf", &["--datapath", "bpf"]);
+    let sock = w.lab.socket().to_path_buf();
+    let data = w.dir.join("ipam");
+    let (c, d) = (w.lab.ns("c").unwrap(), w.lab.ns("d").unwrap());
+    let far = w.lab.ns("far").unwrap();
+    w.lab.veth(&c, "net1", &far, "eth0").unwrap();
+    w.lab.addr(&far, "eth0", "10.61.0.1/24").unwrap();
+    lab::must(&["ip", "-n", &c, "link", "set", "net1", "up"]).unwrap();
+    let ipam = |subnet: &str, start: &str| json!({"type": "host-local", "subnet": subnet, "rangeStart": start, "dataDir": data});
+    let in_c = json!({"master": "net1", "linkInContainer": true, "mode": "bridge",
+        "ipam": ipam("10.61.0.0/24", "10.61.0.40")});
+    let on_host = json!({"master": "eth0", "mode": "bridge",
+        "ipam": ipam("10.60.0.0/24", "10.60.0.40")});
+    let (r, code) = call(&w.host, "ADD", "b1", &format!("/run/netns/{c}"), "net0")
+        .run(PLUGIN, &conf("umacvlan", "1.0.0", &data, &sock, in_c));
+    assert_eq!(code, 0, "{r}");
+    let (r, code) = call(&w.host, "ADD", "b2", &format!("/run/netns/{d}"), "eth0")
+        .run(PLUGIN, &conf("umacvlan", "1.0.0", &data, &sock, on_host));
+    assert_eq!(code, 0, "{r}");
+    assert!(
+        w.lab.ping(&c, "10.61.0.1", 2),
+        "the tap macvlan reaches its wire"
+    );
+    assert!(
+        w.lab.ping(&d, "10.60.0.1", 2),
+        "the bpf macvlan reaches its wire"
+    );
+    // `-d link show`: `datapath bpf` on the one on the fast path only.
+    let shown = w.lab.cli_ok(&["-d", "link", "show"]).unwrap();
+    // Each macvlan's lines, found by what names its lower ("@net1" in the container; the
+    // host's eth0 from the macvlan's namespace, "link-netns D").
+    let on_bpf = |key: &str| {
+        let blocks: Vec<String> = shown.split('\n').fold(Vec::new(), |mut v: Vec<String>, l| {
+            if l.split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+            {
+                v.push(String::new());
+            }
+            if let Some(b) = v.last_mut() {
+                b.push_str(l);
+            }
+            v
+        });
+        let mine: Vec<&String> = blocks.iter().filter(|b| b.contains(key)).collect();
+        assert_eq!(mine.len(), 1, "{key}: {shown}");
+        mine[0].contains("datapath bpf")
+    };
+    assert!(!on_bpf("@net1:"), "{shown}");
+    assert!(on_bpf(&format!("link-netns {d} ")), "{shown}");
+    assert!(
+        w.lab
+            .daemon_log()
+            .contains("its macvlans take the tap datapath"),
+        "{}",
+        w.lab.daemon_log()
+    );
+}
+
 /// IPAM `static` and `dhcp` are delegated like host-local: a static address as configured, and
 /// a lease from a DHCP server on the wire (busybox udhcpd behind the lower), obtained through
 /// the reference `dhcp` daemon over the macvlan itself and released on DEL.

@@ -21,6 +21,8 @@ pub struct FpDev {
     pub mode: Mode,
     /// Up.
     pub up: bool,
+    /// `hostaccess on`.
+    pub hostaccess: bool,
 }
 
 /// The tables of one port (`umv_ports`, `umv_macs`, `umv_devs` restricted to one lower).
@@ -39,6 +41,11 @@ pub struct FastPathTables {
     /// Source addresses a source-mode macvlan listens to: unicast from them is left to the
     /// slow path whole (its copies and its delivery), as on the TAP path.
     pub sources: Vec<MacAddr>,
+    /// The lower's MAC (its own host's address, for `hostaccess` macvlans).
+    pub lower_mac: MacAddr,
+    /// Some macvlan has `hostaccess on`: frames the host path injects into the lower's
+    /// receive path are not the slow path's.
+    pub host_any: bool,
 }
 
 /// What a program does with a unicast frame.
@@ -57,6 +64,8 @@ pub enum FpVerdict {
     /// The slow path handles it: a group destination, or unicast from a source-mode
     /// macvlan's listed source (which the lower's stack then sees too).
     SlowPath,
+    /// Into the lower's receive path, for its own host only (`hostaccess`).
+    ToHost,
 }
 
 fn fp(d: &super::snapshot::DevSnap) -> FpDev {
@@ -64,6 +73,7 @@ fn fp(d: &super::snapshot::DevSnap) -> FpDev {
         id: d.id,
         mode: d.mode,
         up: d.up,
+        hostaccess: d.hostaccess,
     }
 }
 
@@ -83,6 +93,8 @@ pub fn tables(snap: &PortSnapshot) -> FastPathTables {
         macs,
         devs: snap.devices().map(fp).collect(),
         sources: snap.source_macs().to_vec(),
+        lower_mac: snap.lower_mac(),
+        host_any: snap.hostaccess(),
     }
 }
 
@@ -108,6 +120,8 @@ impl FastPathTables {
             None => FpVerdict::Pass,
             Some(t) if t.mode == Mode::Source => FpVerdict::Pass,
             Some(t) if !t.up => FpVerdict::Drop,
+            // The host's frame back from the wire: the macvlan had it from the host.
+            Some(t) if t.hostaccess && frame[6..12] == self.lower_mac.0 => FpVerdict::Drop,
             Some(t) => FpVerdict::Deliver(t.id),
         }
     }
@@ -120,6 +134,9 @@ impl FastPathTables {
         let dst = MacAddr::from_slice(&frame[..6]);
         if dst.is_multicast() {
             return FpVerdict::SlowPath;
+        }
+        if d.hostaccess && dst == self.lower_mac {
+            return FpVerdict::ToHost;
         }
         if d.mode == Mode::Bridge && self.lookup(dst).is_some_and(|t| t.mode == Mode::Bridge) {
             if !self.lower_up || (!gso && frame.len() as u32 > self.max_frame) {
@@ -179,7 +196,7 @@ mod tests {
         snap.receive(f, &mut out);
         match out.reason.unwrap() {
             RxReason::Unicast => FpVerdict::Deliver(out.deliveries[0].dev),
-            RxReason::TargetDown => FpVerdict::Drop,
+            RxReason::TargetDown | RxReason::HostEcho => FpVerdict::Drop,
             RxReason::NotOurs | RxReason::SourceModeTarget => FpVerdict::Pass,
             r => panic!("unexpected {r:?} for unicast"),
         }
@@ -193,6 +210,7 @@ mod tests {
             TxReason::Local => FpVerdict::Local,
             TxReason::LocalRefused | TxReason::SenderDown => FpVerdict::Drop,
             TxReason::FloodAndWire => FpVerdict::SlowPath,
+            TxReason::ToHost => FpVerdict::ToHost,
             r => panic!("unexpected {r:?}"),
         }
     }
@@ -236,6 +254,51 @@ mod tests {
             }
         }
         assert!(cases > 1000);
+    }
+
+    /// `hostaccess on` for one macvlan of each mode mix: its unicast to the lower's MAC goes
+    /// to the host, the host's unicast back from the wire is dropped, as the engine decides;
+    /// everything else as without it.
+    #[test]
+    fn tables_decide_hostaccess_as_the_engine() {
+        let modes = [Mode::Bridge, Mode::Vepa, Mode::Private];
+        let mut to_host = 0;
+        let mut echoes = 0;
+        for a in modes {
+            for b in modes {
+                for host in [0usize, 1] {
+                    let (mut p, ids) = port(&[(a, true), (b, true), (Mode::Bridge, true)]);
+                    p.change(
+                        ids[host],
+                        &MacvlanAttrs {
+                            hostaccess: Some(true),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                    let snap = p.snapshot();
+                    let t = tables(&snap);
+                    assert!(t.host_any);
+                    let dsts = [mac(0x10), mac(0x11), mac(0x12), mac(1), mac(0x77)];
+                    for dst in dsts {
+                        for src in [mac(1), mac(0x99)] {
+                            let f = frame(dst, src, 60);
+                            let want = engine_rx(&snap, &f);
+                            echoes += usize::from(src == mac(1) && want == FpVerdict::Drop);
+                            assert_eq!(t.receive(&f), want, "rx {src} → {dst}");
+                        }
+                        for from in &ids {
+                            let f = frame(dst, mac(0x10 + from.index() as u8), 60);
+                            let want = engine_tx(&snap, *from, &f);
+                            to_host += usize::from(want == FpVerdict::ToHost);
+                            assert_eq!(t.transmit(*from, &f, false), want, "tx {from:?} → {dst}");
+                        }
+                    }
+                }
+            }
+        }
+        // Each case ran: one hostaccess macvlan per port, 18 ports.
+        assert_eq!((to_host, echoes), (18, 18));
     }
 
     #[test]

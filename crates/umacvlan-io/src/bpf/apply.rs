@@ -4,7 +4,8 @@
 //! are gone before the daemon deletes its device.
 
 use super::maps::{
-    DevEntry, MacKey, PortEntry, DEV_PEER_LOCAL, DEV_UP, PORT_LOWER_UP, PORT_PASSTHRU,
+    DevEntry, MacKey, PortEntry, DEV_HOSTACCESS, DEV_PEER_LOCAL, DEV_UP, PORT_HOST, PORT_LOWER_UP,
+    PORT_PASSTHRU,
 };
 use super::{FastPath, FastPathError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +53,9 @@ fn entry(lower: u32, d: &FpDev, hidden: HiddenEnd) -> DevEntry {
     if hidden.peer_local {
         flags |= DEV_PEER_LOCAL;
     }
+    if d.hostaccess {
+        flags |= DEV_HOSTACCESS;
+    }
     DevEntry {
         hidden_ifindex: hidden.ifindex,
         lower_ifindex: lower,
@@ -94,7 +98,12 @@ impl FastPath {
             flags: if t.lower_up { PORT_LOWER_UP } else { 0 },
             max_frame: t.max_frame,
             passthru: DevEntry::default(),
+            mac: t.lower_mac.octets(),
+            pad: [0; 2],
         };
+        if t.host_any {
+            port.flags |= PORT_HOST;
+        }
         if let Some(p) = &t.passthru {
             if let Some(h) = hidden(p.id) {
                 port.flags |= PORT_PASSTHRU;

@@ -1,5 +1,6 @@
 //! The map keys and values, mirrored from `bpf/lib/umacvlan.h` (must stay in sync with it;
-//! `tests/bpf_layout.rs` compares both through the object's BTF).
+//! aya refuses a map whose key or value size differs, and `tests/bpf_programs.rs` runs every
+//! field through the programs).
 
 /// `struct umv_mac_key`: a macvlan's address on one lower.
 #[repr(C)]
@@ -23,7 +24,7 @@ pub struct DevEntry {
     pub lower_ifindex: u32,
     /// `MACVLAN_MODE_*`.
     pub mode: u32,
-    /// [`DEV_UP`], [`DEV_PEER_LOCAL`].
+    /// [`DEV_UP`], [`DEV_PEER_LOCAL`], [`DEV_HOSTACCESS`].
     pub flags: u32,
 }
 
@@ -31,12 +32,16 @@ pub struct DevEntry {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortEntry {
-    /// [`PORT_LOWER_UP`], [`PORT_PASSTHRU`].
+    /// [`PORT_LOWER_UP`], [`PORT_PASSTHRU`], [`PORT_HOST`].
     pub flags: u32,
     /// Longest frame the lower's receive path accepts (MTU + Ethernet header + one tag).
     pub max_frame: u32,
     /// The passthru macvlan, when [`PORT_PASSTHRU`] is set.
     pub passthru: DevEntry,
+    /// The lower's MAC (its own host's address).
+    pub mac: [u8; 6],
+    /// Zero.
+    pub pad: [u8; 2],
 }
 
 /// `struct umv_stats`: one device's counters on one CPU.
@@ -127,10 +132,14 @@ pub struct Ctl {
 pub const DEV_UP: u32 = 1;
 /// `UMV_DEV_PEER_LOCAL`: the macvlan end is in the hidden end's namespace.
 pub const DEV_PEER_LOCAL: u32 = 2;
+/// `UMV_DEV_HOSTACCESS`: `hostaccess on`.
+pub const DEV_HOSTACCESS: u32 = 4;
 /// `UMV_PORT_LOWER_UP`.
 pub const PORT_LOWER_UP: u32 = 1;
 /// `UMV_PORT_PASSTHRU`.
 pub const PORT_PASSTHRU: u32 = 2;
+/// `UMV_PORT_HOST`: some macvlan has `hostaccess on`.
+pub const PORT_HOST: u32 = 4;
 
 /// `enum umv_verdict`.
 #[repr(u32)]
@@ -156,6 +165,10 @@ pub enum Verdict {
     Malformed = 9,
     /// A traced [`Verdict::Local`] frame delivered through the lower's receive path.
     LocalDelivered = 10,
+    /// A `hostaccess` macvlan's unicast to the lower's MAC, into the lower's receive path.
+    ToHost = 11,
+    /// The host's unicast to a `hostaccess` macvlan back from the wire: dropped.
+    HostEcho = 12,
 }
 
 impl Verdict {
@@ -173,6 +186,8 @@ impl Verdict {
             SlowPath,
             Malformed,
             LocalDelivered,
+            ToHost,
+            HostEcho,
         ]
         .into_iter()
         .find(|v| *v as u32 == c)

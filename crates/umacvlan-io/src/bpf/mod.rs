@@ -202,7 +202,7 @@ impl FastPath {
 
     /// Makes `sock` (a slow-path packet socket on a lower) keep only what the lower's program
     /// leaves to userspace (`SO_ATTACH_BPF` with [`PROG_SLOW_FILTER`]).
-    pub fn filter_socket(&self, sock: &impl std::os::fd::AsFd) -> Result<()> {
+    pub fn filter_socket(&self, sock: &crate::LowerSocket) -> Result<()> {
         let program = PROG_SLOW_FILTER;
         let f: &SocketFilter = self
             .bpf
@@ -213,7 +213,9 @@ impl FastPath {
             program,
             ifname: "a lower's packet socket".into(),
             detail: program_error(&e),
-        })
+        })?;
+        sock.set_ebpf_filter();
+        Ok(())
     }
 
     /// Marks a source address some source-mode macvlan listens to.

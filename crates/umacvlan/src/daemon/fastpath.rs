@@ -357,6 +357,11 @@ fn frame_event(e: &Event, ix: &TraceIndex) -> Option<(u32, FrameEvent, Option<De
                 (ev.to, ev.mode) = (id.0, mode);
                 RxReason::TargetDown
             }
+            Verdict::HostEcho => {
+                let (_, id, mode) = target?;
+                (ev.to, ev.mode) = (id.0, mode);
+                RxReason::HostEcho
+            }
             // The slow path's socket filter keeps these and the engine records them.
             Verdict::Pass if group || e.len < 14 => return None,
             Verdict::Pass => {
@@ -397,6 +402,11 @@ fn frame_event(e: &Event, ix: &TraceIndex) -> Option<(u32, FrameEvent, Option<De
             Verdict::LocalRefused => {
                 ev.counters = counter::TX | counter::LOWER_RX_DROPPED;
                 TxReason::LocalRefused
+            }
+            Verdict::ToHost => {
+                ev.flags |= flag::TO_HOST;
+                ev.counters = counter::TX;
+                TxReason::ToHost
             }
             Verdict::SenderDown => TxReason::SenderDown,
             Verdict::Malformed => {
@@ -747,6 +757,19 @@ mod tests {
         assert_eq!(
             (ev.reason, ev.flags & flag::TO_WIRE),
             (TxReason::Wire as u8, flag::TO_WIRE)
+        );
+
+        // hostaccess: to the host, and the host's echo from the wire.
+        let (_, ev, to) = frame_event(&event(H1, LOWER, Verdict::ToHost, [2; 6]), &ix).unwrap();
+        assert_eq!(
+            (ev.reason, ev.counters, to),
+            (TxReason::ToHost as u8, counter::TX, None)
+        );
+        assert_eq!(ev.flags & (flag::TO_HOST | flag::TO_WIRE), flag::TO_HOST);
+        let (_, ev, _) = frame_event(&event(LOWER, H2, Verdict::HostEcho, MAC2), &ix).unwrap();
+        assert_eq!(
+            (ev.reason, ev.to, ev.counters),
+            (RxReason::HostEcho as u8, 1, 0)
         );
     }
 

@@ -117,6 +117,9 @@ struct PortEntry {
     devs: BTreeMap<DevId, DevEntry>,
     /// The host path, while some macvlan has `hostaccess on` (see [`hostaccess`]).
     host: Option<hostaccess::HostPath>,
+    /// Its macvlans are on the eBPF fast path (veth pairs and programs); otherwise on the TAP
+    /// path. Fixed when the port is made: see [`Manager::port_on_bpf`].
+    bpf: bool,
 }
 
 /// A change of one macvlan's TAP, as the system reported it.
@@ -578,7 +581,7 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
-        if let Some(f) = self.fast.as_mut() {
+        if let Some(f) = self.fast.as_mut().filter(|_| pe.bpf) {
             // Before the view: a removed macvlan's entries go before its device.
             let devs = &pe.devs;
             f.publish(
@@ -654,7 +657,7 @@ impl Manager {
         self.ns_prune = true;
         tracing::info!(name = %removed.device.name, "macvlan removed");
         if removed.port_empty {
-            if let Some(f) = self.fast.as_mut() {
+            if let Some(f) = self.fast.as_mut().filter(|_| self.ports[&lower].bpf) {
                 f.port_gone(lower.1);
             }
             let pe = self.ports.remove(&lower).expect("present");
@@ -734,6 +737,14 @@ impl Manager {
                 .find(|n| n.id().ok() == Some(id))
                 .and_then(|n| n.try_clone().ok())
         })
+    }
+
+    /// Whether the macvlans of a port on a lower in namespace `lower_ns` (`None`: the daemon's)
+    /// go on the eBPF fast path: when the daemon has one and the lower is in its namespace
+    /// (the programs reach the hidden ends by ifindex in the lower's namespace). The others
+    /// take the TAP path, in the same daemon.
+    fn port_on_bpf(&self, lower_ns: Option<&NetnsHandle>) -> bool {
+        self.fast.is_some() && lower_ns.is_none()
     }
 
     /// Puts new macvlans on the eBPF fast path (before any is created).

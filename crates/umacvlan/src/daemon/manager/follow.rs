@@ -171,7 +171,7 @@ impl Manager {
         // NETDEV_UNREGISTER: every macvlan on it goes.
         if let Some(pe) = self.ports.remove(&lower) {
             tracing::info!(lower = %pe.port.lower().name, "lower device gone; removing its macvlans");
-            if let Some(f) = self.fast.as_mut() {
+            if let Some(f) = self.fast.as_mut().filter(|_| pe.bpf) {
                 f.port_gone(lower.1);
                 for e in pe.devs.values() {
                     if let Some(h) = e.tap.hidden_ifindex() {
@@ -201,7 +201,7 @@ impl Manager {
             );
             return self.lower_gone(old);
         };
-        if self.fast.is_some() {
+        if self.ports.get(&old).is_some_and(|pe| pe.bpf) {
             // The programs reach the macvlans' hidden ends by ifindex in the lower's namespace.
             tracing::warn!(
                 nsid,
@@ -232,7 +232,8 @@ impl Manager {
                 .as_mut()
                 .unwrap_or(&mut self.rtnl)
                 .get_link_by_index(ifindex)?;
-            let (lowers, members_sock) = self.open_lower(ns.as_ref(), ifindex)?;
+            // A tap port (a bpf one was removed above), wherever the lower goes.
+            let (lowers, members_sock) = self.open_lower(ns.as_ref(), ifindex, false)?;
             let pe = self.ports.get_mut(&old).expect("present");
             pe.dp.restart(lowers)?;
             pe.members_sock = members_sock;

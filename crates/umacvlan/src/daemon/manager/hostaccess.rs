@@ -50,17 +50,12 @@ fn host_dsts(port: &Port) -> Vec<MacAddr> {
 }
 
 impl Manager {
-    /// Refuses `hostaccess on` where this daemon cannot carry it out: on the bpf data path,
-    /// and for a lower living in another namespace (the hidden device must be in the lower's
-    /// namespace, and the daemon's sockets there are the broker's).
+    /// Refuses `hostaccess on` where this daemon cannot carry it out: for a lower living in
+    /// another namespace (the hidden device must be in the lower's namespace, and the
+    /// daemon's sockets there are the broker's).
     pub(super) fn check_hostaccess(&self, attrs: &MacvlanAttrs, lower_elsewhere: bool) -> OpResult {
         if attrs.hostaccess != Some(true) {
             return Ok(());
-        }
-        if self.fast.is_some() {
-            return Err(unsupported(
-                "hostaccess is not supported on the bpf datapath",
-            ));
         }
         if lower_elsewhere {
             return Err(unsupported(
@@ -93,10 +88,9 @@ impl Manager {
             }
             return Ok(());
         }
-        if self.fast.is_some() || pe.netns.is_some() {
+        if pe.netns.is_some() {
             return Err(unsupported(
-                "hostaccess is not supported on the bpf datapath or for a lower in another \
-                 namespace",
+                "hostaccess needs the lower in the daemon's namespace",
             ));
         }
         let mac = port.lower().mac;
@@ -118,7 +112,7 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
-        let want = wants_host(&pe.port) && pe.netns.is_none() && self.fast.is_none();
+        let want = wants_host(&pe.port) && pe.netns.is_none();
         if wants_host(&pe.port) && !want && pe.host.is_some() {
             tracing::warn!(
                 lower = %pe.port.lower().name,

@@ -110,6 +110,7 @@ impl Manager {
                         + self
                             .fast
                             .as_ref()
+                            .filter(|_| pe.bpf)
                             .map_or(0, |f| f.lower_rx_dropped(*ifindex)),
                     malformed: c.malformed,
                     defrag_dropped: c.defrag_dropped,

@@ -66,7 +66,11 @@ impl Manager {
             (id, undo, dev, port.carrier())
         };
         // Created down and brought up only once the data plane sees it up (see `flush`).
-        let made = match self.fast.as_mut() {
+        let bpf = match self.ports.get(&lower_key) {
+            Some(pe) => pe.bpf,
+            None => self.port_on_bpf(lower_ns.as_ref()),
+        };
+        let made = match self.fast.as_mut().filter(|_| bpf) {
             Some(f) => f
                 .create_upper(ns.as_ref(), &dev, carrier)
                 .map_err(OpError::from)
@@ -102,7 +106,7 @@ impl Manager {
             cni: a.cni.clone(),
         };
         if let Some(port) = fresh {
-            let pe = self.start_port(lower_key.1, port, lower_ns, a.lower_netns.clone())?;
+            let pe = self.start_port(lower_key.1, port, lower_ns, a.lower_netns.clone(), bpf)?;
             self.ports.insert(lower_key, pe);
         }
         // The host path is made (or widened) before the port with this macvlan is published;

@@ -4,30 +4,31 @@
 use super::*;
 
 impl Manager {
-    /// A port on the lower `lower` of the daemon's namespace.
+    /// A port on the lower `lower` of namespace `ns` (`None`: the daemon's); `bpf`: on the
+    /// eBPF fast path (see [`Manager::port_on_bpf`]).
     pub(super) fn start_port(
         &mut self,
         lower: u32,
         port: Port,
         ns: Option<NetnsHandle>,
         ns_ref: Option<NetnsRef>,
+        bpf: bool,
     ) -> OpResult<PortEntry> {
-        let (lowers, members_sock) = self.open_lower(ns.as_ref(), lower)?;
+        let (lowers, members_sock) = self.open_lower(ns.as_ref(), lower, bpf)?;
         let rtnl = match &ns {
             Some(h) => Some(RtNetlink::open_in(Some(h))?),
             None => None,
         };
         if let Some(f) = self.fast.as_mut() {
-            if ns.is_some() {
+            if bpf {
+                f.port_started(&port.lower().name, lower)?;
+            } else {
                 // Its programs would have to live in that namespace, with every hidden end.
-                return Err(OpError {
-                    errno: libc::EOPNOTSUPP,
-                    message: Some(
-                        "the bpf datapath serves lowers in the daemon's namespace only".into(),
-                    ),
-                });
+                tracing::info!(
+                    lower = %port.lower().name,
+                    "the lower is in another namespace: its macvlans take the tap datapath"
+                );
             }
-            f.port_started(&port.lower().name, lower)?;
         }
         let view = View {
             snap: port.snapshot(),
@@ -51,16 +52,18 @@ impl Manager {
             refs: LowerRefs::new(),
             devs: BTreeMap::new(),
             host: None,
+            bpf,
         })
     }
 
     /// The packet sockets of a port on the lower `ifindex` of namespace `ns` (`None`: the
     /// daemon's): one per data-plane worker (one fanout group), and one holding the
-    /// memberships.
+    /// memberships. `bpf`: the port is on the fast path, whose filter they carry.
     pub(super) fn open_lower(
         &mut self,
         ns: Option<&NetnsHandle>,
         ifindex: u32,
+        bpf: bool,
     ) -> io::Result<(Vec<Arc<dyn LowerIo>>, LowerSocket)> {
         let workers = self.opts.workers.max(1);
         // The first socket gets a group id no other program uses; the others join it.
@@ -86,7 +89,7 @@ impl Manager {
             sockets.push(s);
         }
         let members = LowerSocket::open_membership_holder_in(ns, ifindex)?;
-        if let Some(f) = &self.fast {
+        if let Some(f) = self.fast.as_ref().filter(|_| bpf) {
             // Unicast is the fast path's, and these sockets see every frame before it does.
             for s in &sockets {
                 f.filter_socket(s)?;
