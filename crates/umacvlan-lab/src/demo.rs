@@ -74,7 +74,8 @@ fn run(lab: &mut Lab, interrupted: &AtomicBool) -> Result<(), String> {
     check(interrupted)?;
 
     step(2, STEPS, "Starting the umacvlan daemon on the host");
-    lab.start_daemon(&host, &["--log", "warn"])?;
+    // The daemon's default data path (the lab would otherwise pick tap).
+    lab.start_daemon(&host, &["--log", "warn", "--datapath", "auto"])?;
     println!(
         "      umacvlan daemon --socket {}   (pid {})",
         lab.socket().display(),

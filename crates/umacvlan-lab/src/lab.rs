@@ -234,11 +234,12 @@ impl Lab {
             .arg(&self.socket)
             .args(extra);
         // UMACVLAN_DATAPATH=bpf|tap|auto runs every lab's daemon on that data path (CI runs
-        // the root suites on both), unless the caller chose one.
-        if let Ok(dp) = std::env::var("UMACVLAN_DATAPATH") {
-            if !dp.is_empty() && !extra.iter().any(|a| a.starts_with("--datapath")) {
-                cmd.arg("--datapath").arg(dp);
-            }
+        // the root suites on both), unless the caller chose one; unset, the TAP path (the
+        // daemon's own default, auto, would put these suites on bpf wherever it loads).
+        if !extra.iter().any(|a| a.starts_with("--datapath")) {
+            let dp = std::env::var("UMACVLAN_DATAPATH").unwrap_or_default();
+            cmd.arg("--datapath")
+                .arg(if dp.is_empty() { "tap" } else { dp.as_str() });
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
         let child = cmd

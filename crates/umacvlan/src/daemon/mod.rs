@@ -72,8 +72,8 @@ pub struct DaemonArgs {
     pub broker: bool,
     /// Data path: `bpf` forwards unicast with eBPF programs (veth-based macvlans), `tap`
     /// moves every frame through userspace (TAP-based macvlans), `auto` is bpf where the kernel
-    /// and privileges allow, else tap.
-    #[arg(long, value_enum, default_value = "tap")]
+    /// and privileges allow, else tap. On bpf, a lower in another namespace takes tap.
+    #[arg(long, value_enum, default_value = "auto")]
     pub datapath: fastpath::DatapathArg,
     /// With the bpf datapath (experiment): bridge-to-bridge unicast straight into the
     /// destination, not through the lower's receive path.
