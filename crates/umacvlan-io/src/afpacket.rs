@@ -1010,13 +1010,7 @@ impl LowerSocket {
             return Ok(());
         }
         if !on {
-            // SO_DETACH_FILTER ignores its value, but every socket option needs an int's room.
-            return match sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0)
-            {
-                // No filter attached: nothing to take off.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                r => r.map(drop),
-            };
+            return self.detach_filter();
         }
         const SKF_AD: u32 = 0xffff_f000;
         const VLAN_TAG: u32 = SKF_AD + 44;
@@ -1037,6 +1031,16 @@ impl LowerSocket {
             sock_filter(0x06, 0, 0, 0),
         ];
         self.attach_filter(&code)
+    }
+
+    /// Takes off the socket's filter (if any): it sees every frame again.
+    pub fn detach_filter(&self) -> io::Result<()> {
+        // SO_DETACH_FILTER ignores its value, but every socket option needs an int's room.
+        match sys::setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0) {
+            // No filter attached: nothing to take off.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r.map(drop),
+        }
     }
 
     /// The fast path's filter program is attached (see [`Self::drop_host_injected`]).

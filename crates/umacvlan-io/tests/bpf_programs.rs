@@ -233,7 +233,7 @@ fn programs_decide_unicast_as_the_engine_in_every_mode_mix() {
                             }
                         }
                     }
-                    fp.clear(lower, &mut applied);
+                    fp.clear(lower, &mut applied, true);
                     assert!(fp.macs().is_empty() && fp.devs().is_empty() && fp.ports().is_empty());
                 }
             }
@@ -283,7 +283,7 @@ fn hostaccess_as_the_engine() {
                         check(&mut fp, PROG_XMIT, &f, hidden(*from), want, lower, &hidden);
                     }
                 }
-                fp.clear(lower, &mut applied);
+                fp.clear(lower, &mut applied, true);
             }
         }
         assert_eq!((to_host, echoes), (9, 9));
@@ -311,7 +311,7 @@ fn passthru_down_target_and_lower_down_as_the_engine() {
                 assert!(matches!(want, FpVerdict::Deliver(_) | FpVerdict::Drop));
                 check(&mut fp, PROG_LOWER, &f, lower, want, lower, &hidden);
             }
-            fp.clear(lower, &mut applied);
+            fp.clear(lower, &mut applied, true);
         }
         // Two bridges, the lower down: the local frame is refused and counted on the lower.
         let (mut p, ids) = port(lower, &[(Mode::Bridge, true), (Mode::Bridge, true)]);

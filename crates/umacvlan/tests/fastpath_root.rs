@@ -328,13 +328,12 @@ fn sigkill_leaves_nothing_behind_and_state_restores_the_bpf_macvlans() {
     let _ = std::fs::remove_file(&state);
 }
 
-/// A lower moved to another namespace: the bpf path cannot follow it yet (its programs reach
-/// the hidden ends by ifindex in the lower's namespace), so its macvlans are removed with a
-/// warning — their veths gone, no hidden end left — and the moved lower keeps no program of
-/// ours. While the daemon has not yet seen the move (stopped here), the lower's tcx program
-/// is still attached in the new namespace: that window is bounded by the daemon's reaction.
+/// A lower moved to another namespace, where the programs cannot reach the hidden ends: its
+/// program leaves it (also when the move happens while the daemon is stopped), and its
+/// macvlans stay and keep reaching the wire through the userspace data plane, as the kernel's
+/// macvlans keep working through a moved lower, with their counters carried on.
 #[test]
-fn a_lower_moved_away_takes_its_bpf_macvlans_and_keeps_no_program() {
+fn a_lower_moved_away_keeps_its_bpf_macvlans_on_the_userspace_path_and_no_program() {
     need_root!();
     let mut lab = Lab::new("fp-move", std::path::Path::new(BIN));
     let host = lab.ns("host").unwrap();
@@ -351,6 +350,14 @@ fn a_lower_moved_away_takes_its_bpf_macvlans_and_keeps_no_program() {
     .unwrap();
     lab.addr(&a, "mva", "10.63.0.11/24").unwrap();
     assert_eq!(ping(&lab, &a, "10.63.0.1", 2), (2, 0));
+    let rx_packets = || -> u64 {
+        let j = lab.cli_ok(&["-j", "-s", "link", "show", "mva"]).unwrap();
+        serde_json::from_str::<serde_json::Value>(&j).unwrap()[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let rx_before = rx_packets();
+    assert!(rx_before >= 2, "{rx_before}");
     let tcx = |ns: &str| {
         umacvlan_io::NetnsHandle::from_name(ns)
             .unwrap()
@@ -366,17 +373,36 @@ fn a_lower_moved_away_takes_its_bpf_macvlans_and_keeps_no_program() {
     eprintln!(
         "tcx ingress on the moved lower before the daemon saw it: {attached_while_stopped:?}"
     );
-    wait_for("the macvlan, its veth and the program to go", || {
-        let host_links = lab::must(&["ip", "-n", &host, "-o", "link", "show"]).unwrap();
-        let a_links = lab::must(&["ip", "-n", &a, "-o", "link", "show"]).unwrap();
-        host_links.lines().count() == 1 && !a_links.contains("mva") && tcx(&away).is_empty()
-    });
+    wait_for(
+        "the program to leave the moved lower, the move followed",
+        || {
+            tcx(&away).is_empty()
+                && lab
+                    .cli_ok(&["-j", "link", "show", "mva"])
+                    .is_ok_and(|j| j.contains(&format!("\"link_netns\":\"{away}\"")))
+        },
+    );
     assert!(
         lab.daemon_log()
-            .contains("lower moved to another namespace, where the bpf datapath cannot follow it"),
+            .contains("continue on the userspace data path"),
         "{}",
         lab.daemon_log()
     );
-    let shown = lab.cli_ok(&["-j", "link", "show"]).unwrap();
-    assert_eq!(shown.trim(), "[]", "{shown}");
+    let d = lab.cli_ok(&["-d", "link", "show", "mva"]).unwrap();
+    assert!(!d.contains("datapath bpf"), "{d}");
+    // The move took the lower down; up again, the macvlan reaches the wire through it.
+    lab::must(&["ip", "-n", &away, "link", "set", "eth0", "up"]).unwrap();
+    let (got, dups) = ping(&lab, &a, "10.63.0.1", 3);
+    assert!(
+        got >= 2 && dups == 0,
+        "{got} received, {dups} duplicates\n{}",
+        lab.daemon_log()
+    );
+    assert!(rx_packets() >= rx_before + 2, "counters carried on");
+    lab.cli_ok(&["link", "del", "mva"]).unwrap();
+    wait_for("the macvlan and its veth to go", || {
+        let host_links = lab::must(&["ip", "-n", &host, "-o", "link", "show"]).unwrap();
+        let a_links = lab::must(&["ip", "-n", &a, "-o", "link", "show"]).unwrap();
+        host_links.lines().count() == 1 && !a_links.contains("mva")
+    });
 }

@@ -164,8 +164,9 @@ impl FastPath {
         Ok(())
     }
 
-    /// Removes everything `prev` wrote for lower `lower` (the port is going away).
-    pub fn clear(&mut self, lower: u32, prev: &mut Applied) {
+    /// Removes everything `prev` wrote for lower `lower` (the port is going away, or leaving
+    /// the fast path): its counters too when `counters`.
+    pub fn clear(&mut self, lower: u32, prev: &mut Applied, counters: bool) {
         for m in prev.macs.keys() {
             self.remove_mac(&mac_key(lower, *m));
         }
@@ -174,10 +175,14 @@ impl FastPath {
         }
         for h in prev.devs.keys() {
             self.remove_dev(*h);
-            self.remove_stats(*h);
+            if counters {
+                self.remove_stats(*h);
+            }
         }
         self.remove_port(lower);
-        self.remove_stats(lower);
+        if counters {
+            self.remove_stats(lower);
+        }
         *prev = Applied::default();
     }
 }

@@ -124,7 +124,25 @@ impl FastState {
             ix.macs.retain(|(l, _), _| *l != ifindex);
         }
         if let Some(mut a) = self.applied.remove(&ifindex) {
-            self.fp.clear(ifindex, &mut a);
+            self.fp.clear(ifindex, &mut a, true);
+        }
+        self.fp.detach(PROG_LOWER, ifindex);
+    }
+
+    /// The port on lower `ifindex` leaves the fast path, its macvlans staying (the lower moved
+    /// to another namespace, where the programs cannot reach the hidden ends): its entries
+    /// and its lower's program go; the macvlans' counters stay, still added to the data
+    /// plane's, and their transmit programs stay, dropping what the slow path took (each
+    /// upper first [`Upper::leave_fast_path`]).
+    pub fn port_leaves(&mut self, ifindex: u32) {
+        {
+            let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            ix.ports.remove(&ifindex);
+            ix.devs.retain(|_, (l, _, _)| *l != ifindex);
+            ix.macs.retain(|(l, _), _| *l != ifindex);
+        }
+        if let Some(mut a) = self.applied.remove(&ifindex) {
+            self.fp.clear(ifindex, &mut a, false);
         }
         self.fp.detach(PROG_LOWER, ifindex);
     }
@@ -242,6 +260,7 @@ impl FastState {
                 far_ns: Mutex::new((None, ns.map(|n| n.try_clone()).transpose()?)),
                 sock,
                 batch: Mutex::new(RxBatch::with_frame_capacity(1, 65536 + 64)),
+                fast: AtomicBool::new(true),
             };
             // The macvlan end starts down; the manager brings it up once the data plane has it.
             up.set_carrier(carrier)?;
@@ -257,6 +276,8 @@ impl FastState {
     /// name it; the caller has published).
     pub fn upper_gone(&mut self, hidden: u32) {
         self.fp.detach(PROG_XMIT, hidden);
+        // Kept while its port was off the fast path (see `port_leaves`).
+        self.fp.remove_stats(hidden);
     }
 }
 
@@ -431,12 +452,23 @@ pub struct VethUpper {
     /// daemon's own, or not yet looked up) and a handle (`None`: the daemon's).
     far_ns: Mutex<(Option<i32>, Option<NetnsHandle>)>,
     /// The slow path's socket on the hidden end: group frames the macvlan sent, in; flood
-    /// copies for the macvlan, out.
+    /// copies for the macvlan, out. Every frame, once the port left the fast path.
     sock: LowerSocket,
     batch: Mutex<RxBatch>,
+    /// Still on the fast path (see [`VethUpper::leave_fast_path`]).
+    fast: AtomicBool,
 }
 
 impl VethUpper {
+    /// The port leaves the fast path: the userspace data plane takes every frame the macvlan
+    /// sends from the hidden end's socket (its transmit program, with no map entry left,
+    /// drops them after the socket has them: the hidden end's own stack must not).
+    pub fn leave_fast_path(&self) -> io::Result<()> {
+        self.sock.detach_filter()?;
+        self.fast.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The hidden end's ifindex (daemon's namespace).
     pub fn hidden_ifindex(&self) -> u32 {
         self.hidden_ifindex
@@ -655,11 +687,19 @@ impl Upper {
             Upper::Veth(v) => Some(v.hidden_end()),
         }
     }
-    /// Which data path: `tap` or `bpf`.
+    /// Which data path: `tap` (the userspace one, also for a veth whose port left the fast
+    /// path) or `bpf`.
     pub fn datapath(&self) -> &'static str {
         match self {
-            Upper::Tap(_) => "tap",
-            Upper::Veth(_) => "bpf",
+            Upper::Veth(v) if v.fast.load(Ordering::Relaxed) => "bpf",
+            _ => "tap",
+        }
+    }
+    /// The port leaves the fast path (see [`VethUpper::leave_fast_path`]).
+    pub fn leave_fast_path(&self) -> io::Result<()> {
+        match self {
+            Upper::Tap(_) => Ok(()),
+            Upper::Veth(v) => v.leave_fast_path(),
         }
     }
 }

@@ -167,12 +167,42 @@ impl Manager {
         self.commit(lower);
     }
 
+    /// A bpf port whose lower moved to another namespace: the programs reach hidden ends by
+    /// ifindex in the lower's namespace, so its macvlans (veths still) go on to the userspace
+    /// data plane, which follows the lower as for TAPs. The hidden ends' sockets take every
+    /// frame before the maps stop forwarding, so nothing the macvlans send is lost between.
+    fn port_leaves_fast_path(&mut self, lower: LowerKey) {
+        let Some(pe) = self.ports.get_mut(&lower) else {
+            return;
+        };
+        for (id, e) in &pe.devs {
+            if let Err(err) = e.tap.leave_fast_path() {
+                tracing::error!(
+                    id = id.0,
+                    "a macvlan's hidden end cannot take every frame: {err}"
+                );
+            }
+        }
+        if let Some(f) = self.fast.as_mut() {
+            f.port_leaves(lower.1);
+        }
+        pe.bpf = false;
+        tracing::warn!(
+            lower = %pe.port.lower().name,
+            "lower moved to another namespace, out of the programs' reach: its macvlans \
+             continue on the userspace data path"
+        );
+    }
+
     pub(super) fn lower_gone(&mut self, lower: LowerKey) {
         // NETDEV_UNREGISTER: every macvlan on it goes.
         if let Some(pe) = self.ports.remove(&lower) {
             tracing::info!(lower = %pe.port.lower().name, "lower device gone; removing its macvlans");
-            if let Some(f) = self.fast.as_mut().filter(|_| pe.bpf) {
-                f.port_gone(lower.1);
+            if let Some(f) = self.fast.as_mut() {
+                if pe.bpf {
+                    f.port_gone(lower.1);
+                }
+                // Also the veths of a port that left the fast path.
                 for e in pe.devs.values() {
                     if let Some(h) = e.tap.hidden_ifindex() {
                         f.upper_gone(h);
@@ -202,13 +232,7 @@ impl Manager {
             return self.lower_gone(old);
         };
         if self.ports.get(&old).is_some_and(|pe| pe.bpf) {
-            // The programs reach the macvlans' hidden ends by ifindex in the lower's namespace.
-            tracing::warn!(
-                nsid,
-                "lower moved to another namespace, where the bpf datapath cannot follow it; \
-                 removing its macvlans"
-            );
-            return self.lower_gone(old);
+            self.port_leaves_fast_path(old);
         }
         let ns = if ns.is_current().unwrap_or(false) {
             None
