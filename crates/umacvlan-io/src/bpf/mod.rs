@@ -1,6 +1,7 @@
 //! The eBPF fast path's kernel side: loads `bpf/umacvlan_tc.c` (compiled by `build.rs`),
-//! attaches its programs with tcx links (they detach when the daemon's fds close, so a killed
-//! daemon leaves no program behind), and reads and writes its maps. Built on `aya`.
+//! attaches its programs (a lower's with a tcx link, which detaches when the daemon's fds close,
+//! so a killed daemon leaves no program on it; a hidden end's as a `cls_bpf` filter, which goes
+//! with the device), and reads and writes its maps. Built on `aya`.
 //!
 //! The map contents are computed elsewhere (`umacvlan_core::engine::fastpath`); this module
 //! only moves them into the kernel.
@@ -199,11 +200,7 @@ impl FastPath {
         let id = self
             .program(program)
             .attach_with_options(ifname, TcAttachType::Ingress, options)
-            .map_err(|e| FastPathError::Attach {
-                program,
-                ifname: ifname.into(),
-                detail: program_error(&e),
-            })?;
+            .map_err(|e| err(program_error(&e)))?;
         self.links.insert((program, ifindex), id);
         Ok(())
     }

@@ -117,16 +117,7 @@ impl FastState {
 
     /// The port on lower `ifindex` ends: its entries go, then its program.
     pub fn port_gone(&mut self, ifindex: u32) {
-        {
-            let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            ix.ports.remove(&ifindex);
-            ix.devs.retain(|_, (l, _, _)| *l != ifindex);
-            ix.macs.retain(|(l, _), _| *l != ifindex);
-        }
-        if let Some(mut a) = self.applied.remove(&ifindex) {
-            self.fp.clear(ifindex, &mut a, true);
-        }
-        self.fp.detach(PROG_LOWER, ifindex);
+        self.forget_port(ifindex, true);
     }
 
     /// The port on lower `ifindex` leaves the fast path, its macvlans staying (the lower moved
@@ -135,6 +126,10 @@ impl FastState {
     /// plane's, and their transmit programs stay, dropping what the slow path took (each
     /// upper first [`Upper::leave_fast_path`]).
     pub fn port_leaves(&mut self, ifindex: u32) {
+        self.forget_port(ifindex, false);
+    }
+
+    fn forget_port(&mut self, ifindex: u32, counters: bool) {
         {
             let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
             ix.ports.remove(&ifindex);
@@ -142,7 +137,7 @@ impl FastState {
             ix.macs.retain(|(l, _), _| *l != ifindex);
         }
         if let Some(mut a) = self.applied.remove(&ifindex) {
-            self.fp.clear(ifindex, &mut a, false);
+            self.fp.clear(ifindex, &mut a, counters);
         }
         self.fp.detach(PROG_LOWER, ifindex);
     }
