@@ -718,7 +718,8 @@ fn the_configuration_file_turns_it_on_and_off() {
 #[test]
 fn a_lower_moved_away_and_back_gets_its_host_path_again() {
     need_root!();
-    // The TAP path: the bpf path removes the macvlans of a lower moved away (README).
+    // The TAP path, whatever the lab's (on bpf the moved lower's port leaves the fast path,
+    // which `fastpath_root` and `lower_faults` cover).
     let (mut lab, host, _ext) = topology("ha-move", false, false);
     lab.start_daemon(&host, &["--datapath", "tap", "--log", "debug"])
         .unwrap();
