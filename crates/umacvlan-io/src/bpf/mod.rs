@@ -176,7 +176,7 @@ impl FastPath {
     /// (it detaches when the daemon's descriptors close, leaving the lower as it was); a
     /// hidden end with clsact and a direct-action `cls_bpf` filter, which go with the device.
     /// A tcx attach waits a full RCU grace period while holding RTNL (9–30 ms measured here,
-    /// once per macvlan); a filter swap waits an expedited one.
+    /// once per macvlan); a filter swap, by the kernel source, at most an expedited one (~0.07 ms measured).
     pub fn attach(&mut self, program: &'static str, ifname: &str, ifindex: u32) -> Result<()> {
         if self.links.contains_key(&(program, ifindex)) {
             return Ok(());
