@@ -200,6 +200,46 @@ proptest! {
         }
     }
 
+    /// Whatever changes a device gives it a new stamp (what the daemon's state file keeps a
+    /// device's record by); a device left alone keeps its stamp.
+    #[test]
+    fn a_changed_device_has_a_new_stamp(
+        plans in prop::collection::vec(dev_plan(), 1..5),
+        ops in prop::collection::vec((0u8..12, 0usize..5, 0u8..8, 0u32..70000, 0u32..40), 1..30),
+    ) {
+        let (mut p, ids) = build(&plans, 1);
+        for (op, who, m, n, raw) in ops {
+            let id = ids[who % ids.len()];
+            let before = p.clone();
+            let _ = match op {
+                0 => p.open(id),
+                1 => p.set_mac(id, pool(m)).map(|_| ()),
+                2 => p.set_mtu(id, n),
+                3 => p.change(id, &MacvlanAttrs { mode: Some(raw), ..Default::default() }),
+                4 => p.change(id, &MacvlanAttrs { flags: Some(raw as u16 & 3), bcqueuelen: Some(n), macaddr: Some(MacAddrOp::Add(pool(m))), ..Default::default() }),
+                5 => p.fdb_add(id, pool(m), raw % 2 == 0),
+                6 => p.set_mc_list(id, vec![GROUP, pool(m)]),
+                7 => p.set_rx_flags(id, raw % 2 == 0, raw % 3 == 0),
+                8 => { p.lower_mtu_changed(n % 2000); Ok(()) }
+                9 => { p.lower_mac_changed(pool(m), LowerMacCause::External); Ok(()) }
+                10 => p.set_up(id, raw % 2 == 0),
+                _ => p.stop(id),
+            };
+            for d in before.devices() {
+                let now = p.device(d.id).unwrap();
+                if now != d {
+                    prop_assert!(!now.stamp().same(d.stamp()), "{:?} changed by op {} kept its stamp", d.name, op);
+                }
+            }
+            for d in p.devices() {
+                if !ids.contains(&d.id) || d.id != id && op != 8 && op != 9 {
+                    let old = before.device(d.id).unwrap();
+                    prop_assert!(d.stamp().same(old.stamp()), "{:?} untouched by op {} got a new stamp", d.name, op);
+                }
+            }
+        }
+    }
+
     /// A device added (and opened) then taken back with `undo_add` leaves the port exactly as
     /// it was (the daemon's `link add` does so when the TAP cannot be made).
     #[test]

@@ -47,7 +47,8 @@ pub use bcqueue::BcQueue;
 pub use counters::{DevCounters, PortCounters};
 pub use defrag::{Defrag, DefragLimits, Defragmenter};
 pub use port::{
-    AddUndo, DevId, Device, LowerFilters, LowerMacCause, LowerState, MacChange, Port, Removed,
+    AddUndo, ChangeStamp, DevId, Device, LowerFilters, LowerMacCause, LowerState, MacChange, Port,
+    Removed,
 };
 pub use snapshot::{
     rx_rule, tx_rule, BcSource, Delivery, DevSnap, PortSnapshot, RxOutcome, RxReason, Trace,

@@ -17,6 +17,28 @@ use super::snapshot::{DevSnap, PortSnapshot};
 use super::types::*;
 use crate::wire::MacAddr;
 
+/// When a device last changed, from a per-port counter that only grows: a layer that derives
+/// something from a device (the state file's record of it, say) keeps it while the stamp is
+/// the same. It is not part of the device's value: two devices equal in every setting are equal
+/// whatever their stamps, so "the port is exactly as it was" comparisons are unaffected.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChangeStamp(u64);
+
+impl PartialEq for ChangeStamp {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ChangeStamp {}
+
+impl ChangeStamp {
+    /// Whether `other` is the very same stamp (the value comparison, which `==` is not).
+    pub fn same(self, other: ChangeStamp) -> bool {
+        self.0 == other.0
+    }
+}
+
 /// Identifies a macvlan within its port: a small integer, reused after deletion, suitable as an
 /// index into per-worker counter arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,9 +162,16 @@ pub struct Device {
     sources: Vec<(MacAddr, u64)>,
     /// When the device was last put into the MAC table (for the kernel's walk order).
     hash_seq: u64,
+    /// Set anew by every change of the device (see [`ChangeStamp`]).
+    stamp: ChangeStamp,
 }
 
 impl Device {
+    /// When it last changed.
+    pub fn stamp(&self) -> ChangeStamp {
+        self.stamp
+    }
+
     /// `nopromisc` flag.
     pub fn nopromisc(&self) -> bool {
         self.flags & FLAG_NOPROMISC != 0
@@ -246,6 +275,9 @@ pub struct Port {
     /// a macvlan's rx mode is set (on open); until then they are empty.
     filters_live: bool,
     seq: u64,
+    /// The last [`ChangeStamp`] given; never taken back (not even by [`Port::undo_add`]), so a
+    /// stamp is never reused. Not part of the port's value either.
+    stamps: ChangeStamp,
 }
 
 fn err(e: Errno) -> ControlError {
@@ -331,6 +363,7 @@ impl Port {
             passthru: false,
             filters_live: false,
             seq: 0,
+            stamps: ChangeStamp::default(),
         })
     }
 
@@ -357,11 +390,20 @@ impl Port {
     pub fn device_by_name(&self, name: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.name == name)
     }
+    /// The device to change: it gets a new stamp.
     fn dev_mut(&mut self, id: DevId) -> ControlResult<&mut Device> {
-        self.devices
+        let stamp = self.next_stamp();
+        let dev = self
+            .devices
             .iter_mut()
             .find(|d| d.id == id)
-            .ok_or(err(Errno::ENODEV))
+            .ok_or(err(Errno::ENODEV))?;
+        dev.stamp = stamp;
+        Ok(dev)
+    }
+    fn next_stamp(&mut self) -> ChangeStamp {
+        self.stamps.0 += 1;
+        self.stamps
     }
     fn dev(&self, id: DevId) -> ControlResult<&Device> {
         self.device(id).ok_or(err(Errno::ENODEV))
@@ -494,6 +536,7 @@ impl Port {
             hostaccess: req.attrs.hostaccess.unwrap_or(false),
             sources: Vec::new(),
             hash_seq: 0,
+            stamp: self.next_stamp(),
         };
         if let Some(op) = &req.attrs.macaddr {
             self.apply_sources(&mut dev, op);
@@ -586,6 +629,8 @@ impl Port {
         if let Some(op) = &a.macaddr {
             self.apply_sources(&mut dev, op);
         }
+        // The copy's stamp is the old one: the change is a change.
+        dev.stamp = self.next_stamp();
         *self.dev_mut(id)? = dev;
         Ok(())
     }
@@ -810,6 +855,8 @@ impl Port {
             // dev_set_mtu refuses values below the macvlan's minimum; the macvlan then keeps its MTU.
             if d.mtu > mtu && mtu >= MIN_MTU {
                 d.mtu = mtu;
+                self.stamps.0 += 1;
+                d.stamp = self.stamps;
                 changed.push(d.id);
             }
         }
