@@ -316,7 +316,7 @@ impl ConfigFile {
         let current: BTreeMap<String, LinkAdd> = mgr
             .config()
             .into_iter()
-            .map(|a| (a.name.clone(), a))
+            .map(|a| (a.name.clone(), std::sync::Arc::unwrap_or_clone(a)))
             .collect();
         let mut summary = Summary::default();
         let mut done: Vec<Step> = Vec::new();

@@ -532,18 +532,18 @@ impl Worker {
             self.sync_host();
         }
         let view = self.shared.view.load();
-        let mut want: HashMap<DevId, Arc<dyn UpperIo>> = HashMap::new();
-        for (i, u) in view.uppers.iter().enumerate() {
-            if let Some(u) = u {
-                if i % self.workers == self.index {
-                    want.insert(DevId(i as u32), u.clone());
-                }
-            }
-        }
+        // Compared in place, with nothing built per publication: a port with many macvlans
+        // is republished on every change of one of them.
+        let wanted = |id: DevId| {
+            view.uppers
+                .get(id.index())
+                .and_then(Option::as_ref)
+                .filter(|_| id.index() % self.workers == self.index)
+        };
         let stale: Vec<DevId> = self
             .registered
             .iter()
-            .filter(|(id, r)| want.get(id).is_none_or(|w| !Arc::ptr_eq(w, &r.upper)))
+            .filter(|(id, r)| wanted(**id).is_none_or(|w| !Arc::ptr_eq(w, &r.upper)))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -553,7 +553,11 @@ impl Worker {
                 }
             }
         }
-        for (id, u) in want {
+        for i in (self.index..view.uppers.len()).step_by(self.workers) {
+            let id = DevId(i as u32);
+            let Some(u) = wanted(id) else {
+                continue;
+            };
             if self.registered.contains_key(&id) {
                 continue;
             }
@@ -566,7 +570,7 @@ impl Worker {
                 self.registered.insert(
                     id,
                     Registered {
-                        upper: u,
+                        upper: u.clone(),
                         fd,
                         dead: false,
                     },

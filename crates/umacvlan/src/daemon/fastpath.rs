@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use umacvlan_core::engine::event::{counter, flag, Entry, FrameEvent, NO_DEV, NO_VLAN};
 use umacvlan_core::engine::fastpath::tables;
-use umacvlan_core::engine::{DevCounters, DevId, Device, Port, RxReason, TxReason};
+use umacvlan_core::engine::{DevCounters, DevId, Device, PortSnapshot, RxReason, TxReason};
 use umacvlan_core::wire::MacAddr;
 use umacvlan_io::bpf::maps::{Event, Stats, Verdict, SNAP};
 use umacvlan_io::bpf::{Applied, FastPath, HiddenEnd, Tracer, PROG_LOWER, PROG_XMIT};
@@ -142,15 +142,16 @@ impl FastState {
         self.fp.detach(PROG_LOWER, ifindex);
     }
 
-    /// Writes the maps of lower `ifindex` for `port`; `hidden` gives each macvlan's hidden end.
+    /// Writes the maps of lower `ifindex` for the port's snapshot `snap`; `hidden` gives each
+    /// macvlan's hidden end.
     pub fn publish(
         &mut self,
         ifindex: u32,
-        port: &Port,
+        snap: &PortSnapshot,
         hidden: &dyn Fn(DevId) -> Option<HiddenEnd>,
         tap: &Arc<PortTap>,
     ) {
-        let t = tables(&port.snapshot());
+        let t = tables(snap);
         {
             let mut ix = self.index.lock().unwrap_or_else(|e| e.into_inner());
             ix.ports.insert(ifindex, Arc::downgrade(tap));
@@ -204,16 +205,17 @@ impl FastState {
 
     /// Creates macvlan `dev`'s device (down) in namespace `ns`: a veth pair, its far end named
     /// and addressed as the macvlan, its hidden end carrying the transmit program and the slow
-    /// path's socket. Nothing is left behind on failure.
+    /// path's socket. Returns it with the far end's ifindex in `ns`. `rtnl` is the daemon's
+    /// own namespace's socket. Nothing is left behind on failure.
     pub fn create_upper(
         &mut self,
+        rtnl: &mut RtNetlink,
         ns: Option<&NetnsHandle>,
         dev: &Device,
         carrier: bool,
-    ) -> io::Result<VethUpper> {
+    ) -> io::Result<(VethUpper, u32)> {
         let hidden = format!("{}{:x}", hidden_prefix(std::process::id()), self.next_name);
         self.next_name += 1;
-        let mut rtnl = RtNetlink::open()?;
         let peer = VethPeer {
             name: &dev.name,
             mac: dev.mac,
@@ -222,16 +224,16 @@ impl FastState {
         // The hidden end takes any frame the macvlan may send or receive.
         rtnl.add_veth(&hidden, 65535, &peer, ns)
             .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let (hidden_ifindex, peer_local) = match rtnl.get_link_by_name(&hidden) {
+        let (hidden_ifindex, peer_local, far_ifindex) = match rtnl.get_link_by_name(&hidden) {
             // A veth names its peer's namespace only when it is another one.
-            Ok(l) => (l.ifindex, l.netnsid.is_none()),
+            Ok(l) => (l.ifindex, l.netnsid.is_none(), l.link),
             Err(e) => return Err(e.into()),
         };
         let cleanup = |fp: &mut FastPath, rtnl: &mut RtNetlink| {
             fp.detach(PROG_XMIT, hidden_ifindex);
             let _ = rtnl.del_link(hidden_ifindex);
         };
-        let r = (|| -> io::Result<VethUpper> {
+        let r = (|| -> io::Result<(VethUpper, u32)> {
             // The hidden end must stay silent toward the macvlan (no IPv6 autoconfiguration).
             let _ = std::fs::write(
                 format!("/proc/sys/net/ipv6/conf/{hidden}/disable_ipv6"),
@@ -258,11 +260,12 @@ impl FastState {
                 fast: AtomicBool::new(true),
             };
             // The macvlan end starts down; the manager brings it up once the data plane has it.
-            up.set_carrier(carrier)?;
-            Ok(up)
+            up.hidden_up(rtnl, carrier)?;
+            let far = far_ifindex.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+            Ok((up, far))
         })();
         if r.is_err() {
-            cleanup(&mut self.fp, &mut rtnl);
+            cleanup(&mut self.fp, rtnl);
         }
         r
     }
@@ -455,6 +458,19 @@ pub struct VethUpper {
 }
 
 impl VethUpper {
+    /// The hidden end up or down (the macvlan's carrier), through `rtnl`, a socket of the
+    /// daemon's namespace.
+    fn hidden_up(&self, rtnl: &mut RtNetlink, on: bool) -> io::Result<()> {
+        rtnl.set_link(
+            self.hidden_ifindex,
+            &LinkChange {
+                up: Some(on),
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    }
+
     /// The port leaves the fast path: the userspace data plane takes every frame the macvlan
     /// sends from the hidden end's socket (its transmit program, with no map entry left,
     /// drops them after the socket has them: the hidden end's own stack must not).
@@ -589,14 +605,7 @@ impl UpperIo for VethUpper {
 
     /// A veth's carrier follows its peer: the hidden end up or down.
     fn set_carrier(&self, on: bool) -> io::Result<()> {
-        RtNetlink::open()?.set_link(
-            self.hidden_ifindex,
-            &LinkChange {
-                up: Some(on),
-                ..Default::default()
-            },
-        )?;
-        Ok(())
+        self.hidden_up(&mut RtNetlink::open()?, on)
     }
 
     fn readiness_fd(&self) -> RawFd {

@@ -73,6 +73,12 @@ struct DevEntry {
     seq: u64,
     /// The CNI attachment it was made for.
     cni: Option<Box<crate::proto::CniAttachment>>,
+    /// Its last record for the state file and the device's stamp it was built at (see
+    /// [`Manager::config`]).
+    config: Option<(
+        umacvlan_core::engine::ChangeStamp,
+        Arc<crate::proto::LinkAdd>,
+    )>,
 }
 
 /// A macvlan added up in this turn, whose TAP comes up in [`Manager::flush`] once the data
@@ -378,14 +384,11 @@ impl Manager {
         failed
     }
 
-    /// Brings a new macvlan's TAP up, with a kernel macvlan's qdisc (see [`noqueue_qdisc`]),
-    /// through its namespace's rtnetlink socket.
+    /// Brings a new macvlan's device (a TAP, or a veth pair's far end) up, with a kernel
+    /// macvlan's qdisc (see [`noqueue_qdisc`]), through its namespace's rtnetlink socket: it
+    /// was made in this turn, so its ifindex there is the one recorded.
     fn bring_up(&mut self, lower: LowerKey, id: DevId) -> OpResult {
         let e = &self.ports[&lower].devs[&id];
-        let Upper::Tap(_) = &*e.tap else {
-            noqueue_qdisc(&e.tap);
-            return Ok(e.tap.set_up(true)?);
-        };
         let rtnl = self.nsreg.rtnl(e.netns.as_deref(), &mut self.rtnl)?;
         if let Err(err) = rtnl.set_root_qdisc_noqueue(e.ifindex) {
             tracing::warn!("could not give a TAP the noqueue qdisc: {err}");
@@ -581,17 +584,18 @@ impl Manager {
         let Some(pe) = self.ports.get_mut(&lower) else {
             return;
         };
+        // One snapshot for the programs' maps and the data plane's view.
+        let snap = pe.port.snapshot();
         if let Some(f) = self.fast.as_mut().filter(|_| pe.bpf) {
             // Before the view: a removed macvlan's entries go before its device.
             let devs = &pe.devs;
             f.publish(
                 lower.1,
-                &pe.port,
+                &snap,
                 &|id| devs.get(&id).and_then(|d| d.tap.hidden_end()),
                 pe.dp.monitor_tap(),
             );
         }
-        let snap = pe.port.snapshot();
         let mut uppers: Vec<Option<Arc<dyn UpperIo>>> = vec![None; snap.id_bound()];
         for (id, d) in &pe.devs {
             uppers[id.index()] = Some(d.tap.clone());
@@ -712,31 +716,31 @@ impl Manager {
         out
     }
 
-    /// Every namespace holding a TAP or a lower of ours, by id (the loop asks every turn: no
-    /// handle is duplicated for it).
+    /// Every namespace holding a TAP or a lower of ours, by id. The loop asks every turn, so
+    /// this is O(namespaces), not O(macvlans): a macvlan in another namespace holds the
+    /// registry's shared handle of it.
     pub fn watched_namespace_ids(&self) -> std::collections::HashSet<NetnsId> {
-        let mut out = std::collections::HashSet::new();
-        for pe in self.ports.values() {
-            let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
-            for ns in pe.netns.iter().chain(taps) {
-                if let Ok(id) = ns.id() {
-                    out.insert(id);
-                }
-            }
-        }
+        let mut out: std::collections::HashSet<NetnsId> = self
+            .ports
+            .values()
+            .filter_map(|pe| pe.netns.as_ref()?.id().ok())
+            .collect();
+        out.extend(self.nsreg.in_use());
         out
     }
 
-    /// A handle of namespace `id` taken from a TAP or a lower of ours living there.
+    /// A handle of namespace `id` where a TAP or a lower of ours lives.
     pub fn netns_handle(&self, id: NetnsId) -> Option<NetnsHandle> {
-        self.ports.values().find_map(|pe| {
-            let taps = pe.devs.values().filter_map(|d| d.netns.as_deref());
-            pe.netns
-                .iter()
-                .chain(taps)
+        let lower_ns = || {
+            self.ports
+                .values()
+                .filter_map(|pe| pe.netns.as_ref())
                 .find(|n| n.id().ok() == Some(id))
-                .and_then(|n| n.try_clone().ok())
-        })
+        };
+        self.nsreg
+            .handle(id)
+            .or_else(lower_ns)
+            .and_then(|n| n.try_clone().ok())
     }
 
     /// Whether the macvlans of a port on a lower in namespace `lower_ns` (`None`: the daemon's)

@@ -109,20 +109,37 @@ impl PortTap {
         self.ring(self.rings.len() - 1)
     }
 
-    /// Sets the names the pump prints (the manager calls it after every change).
+    /// Sets the names the pump prints (the manager calls it after every change; they are
+    /// rebuilt only when they differ, as a change of one macvlan rarely renames any).
     pub fn set_names(
         &self,
         lower: &str,
         ifindex: u32,
         bc_queue_len: u32,
-        devs: Vec<Option<String>>,
+        devs: &[umacvlan_core::engine::Device],
     ) {
         self.port.store(ifindex, Ordering::Relaxed);
         let mut n = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let same = n.lower == lower
+            && n.bc_queue_len == bc_queue_len
+            && n.devs.iter().flatten().count() == devs.len()
+            && devs
+                .iter()
+                .all(|d| n.devs.get(d.id.index()).and_then(Option::as_deref) == Some(&d.name));
+        if same {
+            return;
+        }
+        let mut names: Vec<Option<String>> = Vec::new();
+        for d in devs {
+            if names.len() <= d.id.index() {
+                names.resize(d.id.index() + 1, None);
+            }
+            names[d.id.index()] = Some(d.name.clone());
+        }
         *n = PortNames {
             lower: lower.to_string(),
             bc_queue_len,
-            devs,
+            devs: names,
         };
     }
 
@@ -716,17 +733,55 @@ mod tests {
         }
     }
 
+    fn port_of(names: &[&str]) -> umacvlan_core::engine::Port {
+        use umacvlan_core::engine::{LowerState, NewDevice, Port};
+        let lower = LowerState::ethernet(2, "eth0", MacAddr([2, 0, 0, 0, 0, 1]), 1500);
+        let mut port = Port::create(lower).unwrap();
+        for (i, n) in names.iter().enumerate() {
+            let req = NewDevice {
+                name: n.to_string(),
+                mac: None,
+                mtu: None,
+                attrs: Default::default(),
+            };
+            port.add_device(&req, i as u64).unwrap();
+        }
+        port
+    }
+
+    /// The names follow the port: a macvlan added, removed or renamed, the lower renamed.
+    #[test]
+    fn names_follow_the_port() {
+        use umacvlan_core::engine::DevId;
+        let tap = PortTap::new(1);
+        let names = |tap: &PortTap| tap.names.lock().unwrap().clone();
+        let mut port = port_of(&["mv0", "mv1"]);
+        tap.set_names("eth0", 2, 1000, port.devices());
+        assert_eq!(
+            names(&tap).devs,
+            vec![Some("mv0".into()), Some("mv1".into())]
+        );
+        port.remove_device(DevId(0)).unwrap();
+        tap.set_names("eth0", 2, 1000, port.devices());
+        assert_eq!(names(&tap).devs, vec![None, Some("mv1".into())]);
+        let mut renamed = port_of(&["mv0", "mvX"]);
+        renamed.remove_device(DevId(0)).unwrap();
+        tap.set_names("eth0", 2, 1000, renamed.devices());
+        assert_eq!(names(&tap).devs, vec![None, Some("mvX".into())]);
+        tap.set_names("eth9", 2, 7, renamed.devices());
+        assert_eq!(
+            (names(&tap).lower.as_str(), names(&tap).bc_queue_len),
+            ("eth9", 7)
+        );
+    }
+
     /// Nobody listening: no ring; a full ring loses events (counted) instead of blocking.
     #[test]
     fn rings_exist_only_while_listened_and_overflow_is_counted() {
         let hub = MonitorHub::new();
         let tap = Arc::new(PortTap::new(2));
-        tap.set_names(
-            "eth0",
-            2,
-            1000,
-            vec![Some("mv0".into()), Some("mv1".into())],
-        );
+        let port = port_of(&["mv0", "mv1"]);
+        tap.set_names("eth0", 2, 1000, port.devices());
         hub.register(&tap);
         assert!(tap.ring(0).is_none());
         let snap = umacvlan_core::engine::PortSnapshot::default();
@@ -762,7 +817,7 @@ mod tests {
     #[test]
     fn a_full_broadcast_queue_is_named_with_its_length() {
         let tap = PortTap::new(1);
-        tap.set_names("eth0", 2, 1000, vec![]);
+        tap.set_names("eth0", 2, 1000, &[]);
         tap.start(false);
         let ring = tap.ring(0).unwrap();
         let snap = umacvlan_core::engine::PortSnapshot::default();

@@ -30,6 +30,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// State file format version.
 pub const STATE_VERSION: u32 = 1;
@@ -59,6 +60,27 @@ enum Record {
     Set(LinkAdd),
     /// The link of this name is gone.
     Del(String),
+}
+
+/// A [`Record`] as written: the same JSON, borrowed from the configuration being committed.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RecordOut<'a> {
+    Set(&'a LinkAdd),
+    Del(&'a str),
+}
+
+/// [`StateFile`] as written.
+#[derive(Serialize)]
+struct StateFileOut<'a> {
+    version: u32,
+    generation: u64,
+    links: Vec<&'a LinkAdd>,
+}
+
+/// The same record: most are shared with the last commit, and compare by address.
+fn same(a: &Arc<LinkAdd>, b: &Arc<LinkAdd>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Why a state file could not be used.
@@ -324,12 +346,12 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Writes a snapshot atomically; the version replaced becomes `PATH.prev`. Returns its size.
-fn save_snapshot(path: &Path, generation: u64, links: &[LinkAdd]) -> io::Result<u64> {
+fn save_snapshot(path: &Path, generation: u64, links: &[Arc<LinkAdd>]) -> io::Result<u64> {
     let tmp = with_suffix(path, ".tmp");
-    let mut body = serde_json::to_vec_pretty(&StateFile {
+    let mut body = serde_json::to_vec_pretty(&StateFileOut {
         version: STATE_VERSION,
         generation,
-        links: links.to_vec(),
+        links: links.iter().map(|l| &**l).collect(),
     })?;
     body.push(b'\n');
     {
@@ -359,7 +381,7 @@ pub struct StateWriter {
     /// The generation of the last snapshot written or loaded.
     generation: u64,
     /// What the files hold.
-    saved: Vec<LinkAdd>,
+    saved: Vec<Arc<LinkAdd>>,
     /// The journal extending the last snapshot written, open for appending; `None` until a
     /// snapshot has been written by this writer, and after a failed write.
     journal: Option<File>,
@@ -386,19 +408,22 @@ impl StateWriter {
     }
 
     /// Takes `links` as what the files already hold (the state just restored).
-    pub fn assume_saved(&mut self, links: Vec<LinkAdd>) {
+    pub fn assume_saved(&mut self, links: Vec<Arc<LinkAdd>>) {
         self.saved = links;
     }
 
     /// Makes `now` durable: returns once the files hold it. Nothing is written when they
     /// already do. On an error the files hold the last state committed, and the next commit
     /// writes a whole snapshot.
-    pub fn commit(&mut self, now: Vec<LinkAdd>) -> io::Result<()> {
-        if now == self.saved {
+    pub fn commit(&mut self, now: Vec<Arc<LinkAdd>>) -> io::Result<()> {
+        if now.len() == self.saved.len() && now.iter().zip(&self.saved).all(|(a, b)| same(a, b)) {
             return Ok(());
         }
         let r = match self.records(&now) {
-            Some(records) if self.journal_usable() => self.append(&records),
+            Some(records) if self.journal_usable() => {
+                let line = serde_json::to_vec(&records);
+                self.append(line?)
+            }
             _ => self.snapshot(&now),
         };
         match r {
@@ -416,10 +441,28 @@ impl StateWriter {
     /// The records that take the saved state to `now`, when replaying them gives exactly
     /// `now`: the links kept stay in their order and new ones come last (not so when, e.g., a
     /// rename moved a link out of its place in the order).
-    fn records(&self, now: &[LinkAdd]) -> Option<Vec<Record>> {
+    fn records<'a>(&'a self, now: &'a [Arc<LinkAdd>]) -> Option<Vec<RecordOut<'a>>> {
         use std::collections::{HashMap, HashSet};
+        // The usual turn, told without hashing every name: the saved links all still there in
+        // their places, and a few new ones after them (a name of a link in another namespace
+        // may be one of the saved ones: then the general way below).
+        if let Some(added) = now.get(self.saved.len()..).filter(|a| a.len() <= 16) {
+            let kept = self.saved.iter().zip(now);
+            if kept.clone().all(|(o, n)| o.name == n.name)
+                && added
+                    .iter()
+                    .all(|n| self.saved.iter().all(|o| o.name != n.name))
+            {
+                return Some(
+                    kept.filter(|(o, n)| !same(o, n))
+                        .map(|(_, n)| RecordOut::Set(n))
+                        .chain(added.iter().map(|n| RecordOut::Set(n)))
+                        .collect(),
+                );
+            }
+        }
         let names: HashSet<&str> = now.iter().map(|l| l.name.as_str()).collect();
-        let old: HashMap<&str, &LinkAdd> =
+        let old: HashMap<&str, &Arc<LinkAdd>> =
             self.saved.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut now_in_order = now.iter();
         for kept in self
@@ -434,16 +477,16 @@ impl StateWriter {
         if now_in_order.any(|l| old.contains_key(l.name.as_str())) {
             return None;
         }
-        let mut records: Vec<Record> = self
+        let mut records: Vec<RecordOut> = self
             .saved
             .iter()
             .filter(|l| !names.contains(l.name.as_str()))
-            .map(|l| Record::Del(l.name.clone()))
+            .map(|l| RecordOut::Del(&l.name))
             .collect();
         records.extend(
             now.iter()
-                .filter(|l| old.get(l.name.as_str()) != Some(l))
-                .map(|l| Record::Set(l.clone())),
+                .filter(|l| old.get(l.name.as_str()).is_none_or(|o| !same(o, l)))
+                .map(|l| RecordOut::Set(l)),
         );
         Some(records)
     }
@@ -458,8 +501,7 @@ impl StateWriter {
         self.written.is_some() && self.written == file_ids(&self.path, &self.journal_path)
     }
 
-    fn append(&mut self, records: &[Record]) -> io::Result<()> {
-        let mut line = serde_json::to_vec(records)?;
+    fn append(&mut self, mut line: Vec<u8>) -> io::Result<()> {
         line.push(b'\n');
         let j = self.journal.as_mut().expect("journal_usable");
         j.write_all(&line)?;
@@ -469,7 +511,7 @@ impl StateWriter {
     }
 
     /// A new snapshot of `links`, then a fresh journal extending it.
-    fn snapshot(&mut self, links: &[LinkAdd]) -> io::Result<()> {
+    fn snapshot(&mut self, links: &[Arc<LinkAdd>]) -> io::Result<()> {
         // Unique among this path's generations: a journal left from an earlier one never
         // matches it.
         let nanos = std::time::SystemTime::now()
@@ -525,7 +567,7 @@ mod tests {
 
     /// A whole snapshot of `links` (what a restarted daemon's first change writes).
     fn save(path: &Path, links: &[LinkAdd]) -> io::Result<()> {
-        StateWriter::new(path, 0).snapshot(links)
+        StateWriter::new(path, 0).snapshot(&arcs(links.to_vec()))
     }
 
     fn rand_suffix() -> u64 {
@@ -553,6 +595,10 @@ mod tests {
         assert!(l.problem.is_none());
         assert!(!with_suffix(&p, ".tmp").exists());
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn arcs(links: Vec<LinkAdd>) -> Vec<Arc<LinkAdd>> {
+        links.into_iter().map(Arc::new).collect()
     }
 
     fn link(name: &str) -> LinkAdd {
@@ -621,19 +667,19 @@ mod tests {
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
         let mut now = vec![link("mv0")];
-        w.commit(now.clone()).unwrap();
+        w.commit(arcs(now.clone())).unwrap();
         let snapshot = ids(&p);
         let journal_len = std::fs::metadata(journal_path(&p)).unwrap().len();
         for i in 1..20 {
             now.push(link(&format!("mv{i}")));
-            w.commit(now.clone()).unwrap();
+            w.commit(arcs(now.clone())).unwrap();
         }
         now[3].up = true;
         now.remove(7);
-        w.commit(now.clone()).unwrap();
+        w.commit(arcs(now.clone())).unwrap();
         // Nothing changed: nothing written.
         let before = std::fs::metadata(journal_path(&p)).unwrap().len();
-        w.commit(now.clone()).unwrap();
+        w.commit(arcs(now.clone())).unwrap();
         assert_eq!(std::fs::metadata(journal_path(&p)).unwrap().len(), before);
         // The snapshot was written once; each change added one short line to the journal.
         assert_eq!(ids(&p), snapshot);
@@ -645,9 +691,9 @@ mod tests {
         assert_eq!(l.links, now);
         // A new writer (a restart) starts with a snapshot; the old journal is left out.
         let mut again = StateWriter::new(&p, l.generation);
-        again.assume_saved(l.links.clone());
+        again.assume_saved(arcs(l.links.clone()));
         now.push(link("mv99"));
-        again.commit(now.clone()).unwrap();
+        again.commit(arcs(now.clone())).unwrap();
         assert_ne!(ids(&p), snapshot);
         assert_eq!(load(&p).links, now);
         std::fs::remove_dir_all(d).unwrap();
@@ -658,8 +704,8 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(vec![link("mv0")]).unwrap();
-        w.commit(vec![link("mv0"), link("mv1")]).unwrap();
+        w.commit(arcs(vec![link("mv0")])).unwrap();
+        w.commit(arcs(vec![link("mv0"), link("mv1")])).unwrap();
         let good = std::fs::read(journal_path(&p)).unwrap();
         // A turn's line cut short (the daemon died in the write): that turn is left out,
         // whole, and nothing is reported (it was never answered).
@@ -700,12 +746,12 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(vec![link("mv0")]).unwrap();
-        w.commit(vec![link("mv0"), link("mv1")]).unwrap();
+        w.commit(arcs(vec![link("mv0")])).unwrap();
+        w.commit(arcs(vec![link("mv0"), link("mv1")])).unwrap();
         let old_journal = std::fs::read(journal_path(&p)).unwrap();
         // Stopped after the next snapshot, before its journal was in place.
         let mut w2 = StateWriter::new(&p, load(&p).generation);
-        w2.commit(vec![link("mv1")]).unwrap();
+        w2.commit(arcs(vec![link("mv1")])).unwrap();
         std::fs::write(journal_path(&p), &old_journal).unwrap();
         let l = load(&p);
         assert!(l.problem.is_none(), "{:?}", l.problem);
@@ -729,13 +775,13 @@ mod tests {
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
         let mut now = vec![link("mv0")];
-        w.commit(now.clone()).unwrap();
+        w.commit(arcs(now.clone())).unwrap();
         let first = ids(&p);
         let mut snapshots = 0;
         let mut last = first;
         for i in 0..2000 {
             now[0].mtu = Some(1000 + i);
-            w.commit(now.clone()).unwrap();
+            w.commit(arcs(now.clone())).unwrap();
             if ids(&p) != last {
                 snapshots += 1;
                 last = ids(&p);
@@ -755,11 +801,12 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(vec![link("a"), link("b"), link("c")]).unwrap();
+        w.commit(arcs(vec![link("a"), link("b"), link("c")]))
+            .unwrap();
         let first = ids(&p);
         // `b` renamed `z` in place: a delete and an append would put it last.
         let now = vec![link("a"), link("z"), link("c")];
-        w.commit(now.clone()).unwrap();
+        w.commit(arcs(now.clone())).unwrap();
         assert_ne!(ids(&p), first);
         assert_eq!(load(&p).links, now);
         std::fs::remove_dir_all(d).unwrap();
@@ -770,23 +817,23 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        w.commit(vec![link("a")]).unwrap();
+        w.commit(arcs(vec![link("a")])).unwrap();
         // The snapshot removed: the next change writes a whole one (not a journal line that
         // nothing would read).
         std::fs::remove_file(&p).unwrap();
-        w.commit(vec![link("a"), link("b")]).unwrap();
+        w.commit(arcs(vec![link("a"), link("b")])).unwrap();
         assert_eq!(load(&p).links, vec![link("a"), link("b")]);
         // A directory in its place: the change is refused, and nothing is appended.
         std::fs::remove_file(&p).unwrap();
         std::fs::create_dir(&p).unwrap();
-        assert!(w.commit(vec![link("a")]).is_err());
+        assert!(w.commit(arcs(vec![link("a")])).is_err());
         std::fs::remove_dir(&p).unwrap();
-        w.commit(vec![link("a")]).unwrap();
+        w.commit(arcs(vec![link("a")])).unwrap();
         assert_eq!(load(&p).links, vec![link("a")]);
         // The journal replaced: written again too.
         std::fs::remove_file(journal_path(&p)).unwrap();
         std::fs::write(journal_path(&p), b"").unwrap();
-        w.commit(vec![link("c")]).unwrap();
+        w.commit(arcs(vec![link("c")])).unwrap();
         assert_eq!(load(&p).links, vec![link("c")]);
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -796,7 +843,8 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         let mut w = StateWriter::new(&p, 0);
-        let mut now: Vec<LinkAdd> = Vec::new();
+        // Records kept are shared from one commit to the next, as the manager's are.
+        let mut now: Vec<Arc<LinkAdd>> = Vec::new();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = |n: u64| {
             seed ^= seed << 13;
@@ -812,15 +860,15 @@ mod tests {
                 let k = next(6);
                 made += 1;
                 if now.is_empty() || k == 0 || k == 1 {
-                    now.push(link(&format!("mv{made}")));
+                    now.push(Arc::new(link(&format!("mv{made}"))));
                 } else {
                     let i = next(now.len() as u64) as usize;
                     match k {
-                        2 => now[i].up = !now[i].up,
+                        2 => Arc::make_mut(&mut now[i]).up ^= true,
                         3 => {
                             now.remove(i);
                         }
-                        4 => now[i].name = format!("rn{made}"),
+                        4 => Arc::make_mut(&mut now[i]).name = format!("rn{made}"),
                         _ => {
                             // Removed and made again in the same turn: now last.
                             let l = now.remove(i);
@@ -834,11 +882,11 @@ mod tests {
                 // A restart: load, then a new writer.
                 let l = load(&p);
                 w = StateWriter::new(&p, l.generation);
-                w.assume_saved(l.links);
+                w.assume_saved(arcs(l.links));
             }
             let l = load(&p);
             assert!(l.problem.is_none(), "step {step}: {:?}", l.problem);
-            assert_eq!(l.links, now, "step {step}");
+            assert_eq!(arcs(l.links), now, "step {step}");
         }
         std::fs::remove_dir_all(d).unwrap();
     }

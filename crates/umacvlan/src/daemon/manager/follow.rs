@@ -320,7 +320,11 @@ impl Manager {
                 e.netns = if ns.is_current().unwrap_or(false) {
                     None
                 } else {
-                    Some(Arc::new(ns))
+                    // Shared with the namespace's other macvlans (see `watched_namespace_ids`).
+                    match self.nsreg.share(ns) {
+                        Ok(h) => Some(h),
+                        Err(_) => return self.remove(lower, id),
+                    }
                 };
                 e.netns_ref = e
                     .netns

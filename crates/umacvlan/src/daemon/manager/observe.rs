@@ -23,19 +23,12 @@ fn frame_text(f: &FrameSpec) -> String {
 
 /// Gives the port's monitor the names it prints.
 pub(super) fn publish_names(pe: &PortEntry) {
-    let mut devs: Vec<Option<String>> = Vec::new();
-    for d in pe.port.devices() {
-        if devs.len() <= d.id.index() {
-            devs.resize(d.id.index() + 1, None);
-        }
-        devs[d.id.index()] = Some(d.name.clone());
-    }
     let lower = pe.port.lower();
     pe.dp.monitor_tap().set_names(
         &lower.name,
         lower.ifindex,
         pe.port.bc_queue_len_used(),
-        devs,
+        pe.port.devices(),
     );
 }
 

@@ -126,43 +126,77 @@ impl Manager {
     /// by name; for a lower moved to another namespace that is its name there, which a
     /// restarted daemon looks up in its own namespace: such a macvlan is not restored
     /// (`ENODEV`, logged as for a missing lower) unless a device of that name is there.
-    pub fn config(&self) -> Vec<LinkAdd> {
-        let mut all: Vec<(u64, LinkAdd)> = Vec::new();
-        for pe in self.ports.values() {
+    ///
+    /// Asked after every turn (for the state file), so a macvlan's record is built again only
+    /// when it may differ: the device has a new stamp, or what comes from outside it (the
+    /// lower's name and namespace, the port's `bclim`, its own namespace and CNI attachment)
+    /// is no longer what the record says. The others are shared with the last answer.
+    pub fn config(&mut self) -> Vec<Arc<LinkAdd>> {
+        let mut all: Vec<(u64, Arc<LinkAdd>)> = Vec::new();
+        for pe in self.ports.values_mut() {
+            let bclim = (pe.port.bc_cutoff() != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
+                .then_some(pe.port.bc_cutoff());
+            // What every record of the port says of it, compared once per port.
+            let port_same =
+                pe.devs
+                    .values()
+                    .find_map(|e| e.config.as_ref())
+                    .is_none_or(|(_, c)| {
+                        c.lower == pe.port.lower().name
+                            && c.lower_netns == pe.netns_ref
+                            && c.macvlan.bclim == bclim
+                    });
             for d in pe.port.devices() {
-                let Some(e) = pe.devs.get(&d.id) else {
+                let Some(e) = pe.devs.get_mut(&d.id) else {
                     continue;
                 };
-                let sources = d.sources();
-                all.push((
-                    e.seq,
-                    LinkAdd {
-                        lower: pe.port.lower().name.clone(),
-                        lower_netns: pe.netns_ref.clone(),
-                        name: d.name.clone(),
-                        address: (d.mode != Mode::Passthru).then_some(d.mac),
-                        mtu: Some(d.mtu),
-                        netns: e.netns_ref.clone(),
-                        up: d.up,
-                        macvlan: MacvlanAttrs {
-                            mode: Some(d.mode.bits()),
-                            flags: Some(d.flags),
-                            macaddr: (d.mode == Mode::Source && !sources.is_empty())
-                                .then_some(umacvlan_core::engine::MacAddrOp::Set(sources)),
-                            bcqueuelen: Some(d.bc_queue_len_req),
-                            bclim: (pe.port.bc_cutoff()
-                                != umacvlan_core::engine::DEFAULT_BC_CUTOFF)
-                                .then_some(pe.port.bc_cutoff()),
-                            macaddr_count: None,
-                            hostaccess: d.hostaccess.then_some(true),
-                        },
-                        cni: e.cni.clone(),
-                    },
-                ));
+                let current = e.config.as_ref().filter(|(stamp, c)| {
+                    port_same && stamp.same(d.stamp()) && c.netns == e.netns_ref && c.cni == e.cni
+                });
+                let record = match current {
+                    Some((_, c)) => c.clone(),
+                    None => {
+                        let c = Arc::new(link_add(&pe.port, &pe.netns_ref, bclim, d, e));
+                        e.config = Some((d.stamp(), c.clone()));
+                        c
+                    }
+                };
+                all.push((e.seq, record));
             }
         }
         all.sort_by_key(|(s, _)| *s);
         all.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+/// One macvlan as the state file records it (see [`Manager::config`]).
+fn link_add(
+    port: &Port,
+    lower_netns: &Option<NetnsRef>,
+    bclim: Option<i32>,
+    d: &umacvlan_core::engine::Device,
+    e: &DevEntry,
+) -> LinkAdd {
+    let sources = d.sources();
+    LinkAdd {
+        lower: port.lower().name.clone(),
+        lower_netns: lower_netns.clone(),
+        name: d.name.clone(),
+        address: (d.mode != Mode::Passthru).then_some(d.mac),
+        mtu: Some(d.mtu),
+        netns: e.netns_ref.clone(),
+        up: d.up,
+        macvlan: MacvlanAttrs {
+            mode: Some(d.mode.bits()),
+            flags: Some(d.flags),
+            macaddr: (d.mode == Mode::Source && !sources.is_empty())
+                .then_some(umacvlan_core::engine::MacAddrOp::Set(sources)),
+            bcqueuelen: Some(d.bc_queue_len_req),
+            bclim,
+            macaddr_count: None,
+            hostaccess: d.hostaccess.then_some(true),
+        },
+        cni: e.cni.clone(),
     }
 }
 

@@ -42,6 +42,20 @@ impl NsRegistry {
             .clone())
     }
 
+    /// The namespaces whose shared handle a macvlan holds (every macvlan in another
+    /// namespace holds its namespace's, from [`share`](Self::share)).
+    pub(super) fn in_use(&self) -> impl Iterator<Item = NetnsId> + '_ {
+        self.handles
+            .iter()
+            .filter(|(_, h)| Arc::strong_count(h) > 1)
+            .map(|(id, _)| *id)
+    }
+
+    /// The shared handle of namespace `id`, if one is kept.
+    pub(super) fn handle(&self, id: NetnsId) -> Option<&NetnsHandle> {
+        self.handles.get(&id).map(|h| &**h)
+    }
+
     /// Keeps the entries of the namespaces in `live` only.
     pub(super) fn retain(&mut self, live: &HashSet<NetnsId>) {
         self.rtnl.retain(|id, _| live.contains(id));

@@ -72,13 +72,9 @@ impl Manager {
         };
         let made = match self.fast.as_mut().filter(|_| bpf) {
             Some(f) => f
-                .create_upper(ns.as_ref(), &dev, carrier)
-                .map_err(OpError::from)
-                .and_then(|v| {
-                    let u = Upper::Veth(v);
-                    let ifindex = u.ifindex()?;
-                    Ok((u, ifindex))
-                }),
+                .create_upper(&mut self.rtnl, ns.as_ref(), &dev, carrier)
+                .map(|(v, ifindex)| (Upper::Veth(v), ifindex))
+                .map_err(OpError::from),
             None => self
                 .create_tap(ns.as_ref(), &dev, carrier)
                 .map(|(t, ifindex)| (Upper::Tap(t), ifindex)),
@@ -104,6 +100,7 @@ impl Manager {
             ifindex,
             seq: self.seq,
             cni: a.cni.clone(),
+            config: None,
         };
         if let Some(port) = fresh {
             let pe = self.start_port(lower_key.1, port, lower_ns, a.lower_netns.clone(), bpf)?;
@@ -302,7 +299,15 @@ impl Manager {
         if let Err(e) = moved {
             return Err((e, done));
         }
-        let from = std::mem::replace(&mut entry.netns, ns.map(Arc::new));
+        // Shared with the namespace's other macvlans: the registry then knows it is in use.
+        let shared = match ns {
+            Some(h) => match self.nsreg.share(h) {
+                Ok(h) => Some(h),
+                Err(e) => return Err((e.into(), done)),
+            },
+            None => None,
+        };
+        let from = std::mem::replace(&mut entry.netns, shared);
         let from_ref = std::mem::replace(
             &mut entry.netns_ref,
             s.netns.clone().filter(|_| entry.netns.is_some()),
