@@ -79,9 +79,15 @@ impl Manager {
                 }
             }
             LinkEvent::Overrun => self.resync(ns),
-            LinkEvent::Multicast { ifindex } => {
+            // Only ours: a bpf daemon's own namespace has a hidden veth end per macvlan, whose
+            // joins would each cost a read of that namespace's whole list.
+            LinkEvent::Multicast { ifindex }
+                if self.ports.contains_key(&(ns, ifindex))
+                    || self.find_by_tap(ns, ifindex).is_some() =>
+            {
                 self.mc_pending.insert((ns, ifindex));
             }
+            LinkEvent::Multicast { .. } => {}
         }
     }
 
