@@ -1176,26 +1176,51 @@ pub fn multicast_table() -> io::Result<std::collections::HashMap<u32, Vec<MacAdd
     multicast_table_in(None)
 }
 
-/// [`multicast_table`] of namespace `netns` (`None`: the calling thread's). A `/proc/net` file
-/// is bound to the namespace it was opened in, so only the open happens there
-/// ([`crate::netns::open_in`]); it is read here.
+/// [`multicast_table`] of namespace `netns` (`None`: the calling thread's), read once.
 pub fn multicast_table_in(
     netns: Option<&NetnsHandle>,
 ) -> io::Result<std::collections::HashMap<u32, Vec<MacAddr>>> {
-    use std::io::Read;
-    let fd = crate::netns::open_in(netns, "/proc/thread-self/net/dev_mcast", libc::O_RDONLY)?;
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text)?;
-    let mut t: std::collections::HashMap<u32, Vec<MacAddr>> = std::collections::HashMap::new();
-    for e in parse_dev_mcast(&text)
-        .into_iter()
-        .filter(|e| e.addr.len() == 6)
-    {
-        t.entry(e.ifindex)
-            .or_default()
-            .push(MacAddr::from_slice(&e.addr));
+    MulticastFile::open_in(netns)?.table()
+}
+
+/// A namespace's `/proc/net/dev_mcast`, opened once and read again from its start as often
+/// as needed. A `/proc/net` file is bound to the namespace it was opened in (and keeps it
+/// alive), so only the open happens there ([`crate::netns::open_in`]: a round trip to the
+/// namespace broker for another namespace); the reads happen here.
+#[derive(Debug)]
+pub struct MulticastFile {
+    file: std::fs::File,
+    text: String,
+}
+
+impl MulticastFile {
+    /// Opens the file of namespace `netns` (`None`: the calling thread's).
+    pub fn open_in(netns: Option<&NetnsHandle>) -> io::Result<Self> {
+        let fd = crate::netns::open_in(netns, "/proc/thread-self/net/dev_mcast", libc::O_RDONLY)?;
+        Ok(MulticastFile {
+            file: std::fs::File::from(fd),
+            text: String::new(),
+        })
     }
-    Ok(t)
+
+    /// Every device's link-layer groups, by ifindex, as the kernel lists them now.
+    pub fn table(&mut self) -> io::Result<std::collections::HashMap<u32, Vec<MacAddr>>> {
+        use std::io::{Read, Seek};
+        // The kernel formats the list anew for a read from the start.
+        self.file.rewind()?;
+        self.text.clear();
+        self.file.read_to_string(&mut self.text)?;
+        let mut t: std::collections::HashMap<u32, Vec<MacAddr>> = std::collections::HashMap::new();
+        for e in parse_dev_mcast(&self.text)
+            .into_iter()
+            .filter(|e| e.addr.len() == 6)
+        {
+            t.entry(e.ifindex)
+                .or_default()
+                .push(MacAddr::from_slice(&e.addr));
+        }
+        Ok(t)
+    }
 }
 
 #[cfg(test)]

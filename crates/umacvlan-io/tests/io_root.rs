@@ -940,3 +940,21 @@ fn host_path_injects_marked_frames_and_its_filters_keep_what_they_should() {
     // Not persistent: the hidden device went with its descriptor.
     assert!(!ns.ip(&["-o", "link", "show"]).contains("uvhtest"));
 }
+
+/// A namespace's multicast file opened once shows the lists as they are at each read.
+#[test]
+fn a_multicast_file_opened_once_reads_the_lists_of_now() {
+    require_root!();
+    let ns = Ns::new();
+    let (a, _) = ns.veth("mca", "mcb");
+    let group = MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]);
+    let mut file = netlink::MulticastFile::open_in(Some(&ns.handle)).unwrap();
+    let has = |t: &std::collections::HashMap<u32, Vec<MacAddr>>| {
+        t.get(&a).is_some_and(|g| g.contains(&group))
+    };
+    assert!(!has(&file.table().unwrap()));
+    ns.ip(&["maddr", "add", "01:00:5e:01:02:03", "dev", "mca"]);
+    assert!(has(&file.table().unwrap()), "a group added after the open");
+    ns.ip(&["maddr", "del", "01:00:5e:01:02:03", "dev", "mca"]);
+    assert!(!has(&file.table().unwrap()), "and gone again");
+}

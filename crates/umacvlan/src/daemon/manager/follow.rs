@@ -474,15 +474,15 @@ impl Manager {
             by_ns.entry(ns).or_default().push(ifindex);
         }
         for (ns, ifindexes) in by_ns {
-            let handle = match ns {
-                None => None,
+            let table = match ns {
+                None => umacvlan_io::netlink::multicast_table(),
                 Some(id) => match self.netns_handle(id) {
-                    Some(h) => Some(h),
+                    Some(h) => self.nsreg.multicast_table(&h),
                     // Nothing of ours lives there any more.
                     None => continue,
                 },
             };
-            let Ok(table) = umacvlan_io::netlink::multicast_table_in(handle.as_ref()) else {
+            let Ok(table) = table else {
                 continue;
             };
             let list = |ifindex: u32| {
@@ -521,11 +521,13 @@ impl Manager {
             return;
         };
         // Other namespaces holding up TAPs, each read once.
-        let mut tables: Vec<(NetnsHandle, std::collections::HashMap<u32, Vec<MacAddr>>)> =
-            Vec::new();
+        let mut tables: std::collections::HashMap<
+            NetnsId,
+            std::collections::HashMap<u32, Vec<MacAddr>>,
+        > = std::collections::HashMap::new();
         for ns in self.watched_namespaces() {
-            if let Ok(t) = umacvlan_io::netlink::multicast_table_in(Some(&ns)) {
-                tables.push((ns, t));
+            if let (Ok(id), Ok(t)) = (ns.id(), self.nsreg.multicast_table(&ns)) {
+                tables.insert(id, t);
             }
         }
         let lowers: Vec<LowerKey> = self.ports.keys().copied().collect();
@@ -533,10 +535,7 @@ impl Manager {
             let pe = self.ports.get_mut(&lower).expect("present");
             let table_of = |ns: Option<&NetnsHandle>| match ns {
                 None => Some(&own),
-                Some(ns) => tables
-                    .iter()
-                    .find(|(n, _)| n.same_as(ns).unwrap_or(false))
-                    .map(|(_, t)| t),
+                Some(ns) => ns.id().ok().and_then(|id| tables.get(&id)),
             };
             let mut changed = false;
             for (id, e) in &pe.devs {

@@ -1,12 +1,15 @@
 //! One rtnetlink socket per namespace holding macvlans, opened once: a socket in another
 //! namespace is made by the namespace broker (a round trip to another process), which cost
-//! several trips per `link add` when each step opened its own. And one handle of each such
-//! namespace, shared by its macvlans (a descriptor each would double the daemon's).
+//! several trips per `link add` when each step opened its own. Its multicast file, likewise
+//! (re-read whenever a macvlan there comes up or joins a group, and by every poll). And one
+//! handle of each such namespace, shared by its macvlans (a descriptor each would double the
+//! daemon's).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
-use umacvlan_io::netlink::RtNetlink;
+use umacvlan_core::wire::MacAddr;
+use umacvlan_io::netlink::{MulticastFile, RtNetlink};
 use umacvlan_io::netns::{NetnsHandle, NetnsId};
 
 /// The sockets, by namespace. An entry keeps its namespace alive, so entries of namespaces
@@ -14,6 +17,7 @@ use umacvlan_io::netns::{NetnsHandle, NetnsId};
 #[derive(Default)]
 pub(super) struct NsRegistry {
     rtnl: HashMap<NetnsId, RtNetlink>,
+    mcast: HashMap<NetnsId, MulticastFile>,
     handles: HashMap<NetnsId, Arc<NetnsHandle>>,
 }
 
@@ -31,6 +35,20 @@ impl NsRegistry {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => v.insert(RtNetlink::open_in(Some(h))?),
         })
+    }
+
+    /// The multicast lists of `h`'s namespace, by ifindex, as they are now.
+    pub(super) fn multicast_table(
+        &mut self,
+        h: &NetnsHandle,
+    ) -> io::Result<HashMap<u32, Vec<MacAddr>>> {
+        let f = match self.mcast.entry(h.id()?) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(MulticastFile::open_in(Some(h))?)
+            }
+        };
+        f.table()
     }
 
     /// The shared handle of `h`'s namespace (`h` itself if it is the first).
@@ -59,6 +77,7 @@ impl NsRegistry {
     /// Keeps the entries of the namespaces in `live` only.
     pub(super) fn retain(&mut self, live: &HashSet<NetnsId>) {
         self.rtnl.retain(|id, _| live.contains(id));
+        self.mcast.retain(|id, _| live.contains(id));
         self.handles.retain(|id, _| live.contains(id));
     }
 }
