@@ -820,15 +820,15 @@ fn lower_deleted_recreated_and_moved_away_under_traffic() {
     });
     traffic.assert_running();
     assert_healthy(&lab, "lower moved away");
-    // The same threads; the lower's namespace handle and rtnetlink socket, and a monitor of
-    // that namespace with its handle. On the bpf data path the port left the fast path (the
+    // The same threads; the lower's namespace handle, rtnetlink socket and multicast file,
+    // and a monitor of that namespace with its handle. On the bpf data path the port left the fast path (the
     // programs cannot reach a lower elsewhere): its lower's tcx link went, and it stays on the
     // userspace path when the lower comes back.
     let left_fast_path = usize::from(std::env::var("UMACVLAN_DATAPATH").is_ok_and(|d| d == "bpf"));
     let moved = settle_to(
         &lab,
         Usage {
-            fds: serving.fds + 4 - left_fast_path,
+            fds: serving.fds + 5 - left_fast_path,
             threads: serving.threads,
         },
         "after the lower moved away",
