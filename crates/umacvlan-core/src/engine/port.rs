@@ -275,8 +275,11 @@ pub struct Port {
     /// a macvlan's rx mode is set (on open); until then they are empty.
     filters_live: bool,
     seq: u64,
-    /// The last [`ChangeStamp`] given; never taken back (not even by [`Port::undo_add`]), so a
-    /// stamp is never reused. Not part of the port's value either.
+    /// The last [`ChangeStamp`] given; the port never takes it back (not even
+    /// [`Port::undo_add`]). A caller that puts back an earlier clone of the port puts back its
+    /// devices with their stamps, and the stamps given since may be given again: whoever
+    /// keeps something by stamp must not have kept it from the state that was dropped (the
+    /// daemon reads stamps only between requests). Not part of the port's value either.
     stamps: ChangeStamp,
 }
 
